@@ -1,0 +1,1 @@
+"""Scalpel API: the HTTP service and the job registry."""

@@ -1,0 +1,1 @@
+"""Scalpel worker: Celery tasks, pipelines, and the pure compression package."""
