@@ -1,0 +1,1 @@
+"""Factories that build test objects in code (no fixture files)."""
