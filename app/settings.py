@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     max_archive_members: int = 256
 
     # API.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
     default_page_size: int = 50
     max_page_size: int = 200
 

@@ -1,0 +1,49 @@
+# Scalpel: the two set-up commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.scalpel-installed
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv demo serve test lint typecheck pytest bench-fisher bench-oneshot clean
+
+# torch 2.13.0 goes in first (a CPU build lies on disk here); then the project with its extras,
+# so nothing pulls a CUDA build of torch.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[worker,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(PY) scripts/demo.py
+
+serve: venv
+	$(PY) scripts/serve.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+pytest: venv
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench-fisher: venv
+	$(PY) bench/fisher.py
+
+bench-oneshot: venv
+	$(PY) bench/oneshot.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
