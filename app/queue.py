@@ -19,9 +19,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if settings.uses_filesystem_broker:
         folder = settings.broker_dir / "queue"
         processed = settings.broker_dir / "processed"
-        folder.mkdir(parents=True, exist_ok=True)
-        processed.mkdir(parents=True, exist_ok=True)
+        control = settings.broker_dir / "control"
+        for d in (folder, processed, control):
+            d.mkdir(parents=True, exist_ok=True)
         transport_options = {
+            "control_folder": str(control),
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
             "processed_folder": str(processed),

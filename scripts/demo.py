@@ -60,8 +60,10 @@ def wait_ready(client: httpx.Client, proc: subprocess.Popen[bytes], timeout_s: f
 
 def bar(progress: float, stage: str | None, status: str) -> str:
     width = 30
-    done = int(round(progress * width))
-    return f"\r[{'#' * done}{'.' * (width - done)}] {progress * 100:5.1f}% {status:<9} {stage or ''}"
+    done = round(progress * width)
+    return (
+        f"\r[{'#' * done}{'.' * (width - done)}] {progress * 100:5.1f}% {status:<9} {stage or ''}"
+    )
 
 
 def watch(client: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any]:

@@ -78,4 +78,6 @@ def test_compose_database_url_uses_the_postgres_service() -> None:
     pg = _services()["postgres"]["environment"]
     url = _services()["api"]["environment"]["DATABASE_URL"]
     assert url.startswith("postgresql+psycopg://")
-    assert f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in url
+    assert (
+        f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in url
+    )

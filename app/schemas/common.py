@@ -20,4 +20,5 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     code: str
+    field: str | None = None
     errors: list[dict[str, object]] | None = None

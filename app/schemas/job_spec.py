@@ -73,7 +73,10 @@ class PruningSpec(StrictModel):
     def _consistent(self) -> PruningSpec:
         if self.obert is not None and self.method != "obert":
             raise ValueError("'obert' options are only valid with method 'obert'")
-        if isinstance(self.schedule, GradualSchedule) and self.schedule.init_sparsity > self.sparsity:
+        if (
+            isinstance(self.schedule, GradualSchedule)
+            and self.schedule.init_sparsity > self.sparsity
+        ):
             raise ValueError("schedule.init_sparsity must not exceed sparsity")
         return self
 

@@ -1,0 +1,67 @@
+"""Typed API errors: each carries its HTTP status and a stable machine-readable code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal_error"
+    title = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        title: str | None = None,
+        field: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if title is not None:
+            self.title = title
+        self.field = field
+        self.errors = errors
+        self.headers = headers
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class Unprocessable(ApiError):
+    status = 422
+    code = "unprocessable"
+    title = "Unprocessable content"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"

@@ -1,0 +1,43 @@
+"""The FastAPI application: `uvicorn app.main:app`, or `python -m app serve`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.body_limits import ContentLengthLimit
+from app.openapi import install_openapi
+from app.problems import install_problem_handlers
+from app.routes import artifacts, datasets, health, jobs, models
+from app.settings import Settings, get_settings
+
+# Multipart framing and the small form fields on top of the file itself.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+JSON_BODY_LIMIT_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Scalpel",
+        version="0.1.0",
+        description="Compression as a service for transformer models.",
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    model_limit = settings.max_model_upload_bytes + FORM_OVERHEAD_BYTES
+    dataset_limit = settings.max_dataset_upload_bytes + FORM_OVERHEAD_BYTES
+    app.add_middleware(
+        ContentLengthLimit,
+        default=JSON_BODY_LIMIT_BYTES,
+        prefixes={"/v1/models": model_limit, "/v1/datasets": dataset_limit},
+    )
+    app.include_router(health.router)
+    app.include_router(jobs.router, max_body_size=JSON_BODY_LIMIT_BYTES)
+    app.include_router(models.router, max_body_size=model_limit)
+    app.include_router(datasets.router, max_body_size=dataset_limit)
+    app.include_router(artifacts.router)
+    install_openapi(app)
+    return app
+
+
+app = create_app()

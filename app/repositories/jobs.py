@@ -1,0 +1,85 @@
+"""Job and job_event queries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.db.models import Job, JobEvent
+from app.pagination import Cursor
+from app.repositories.keyset import page
+
+
+def create_queued(session: Session, spec: dict[str, Any], webhook_url: str | None) -> Job:
+    job = Job(
+        id=uuid.uuid4(), status="queued", progress=0.0, spec=spec, metrics={},
+        webhook_url=webhook_url, cancel_requested=False, attempts=0,
+    )  # fmt: skip
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, kind="status", status="queued")
+    return job
+
+
+def add_event(
+    session: Session, job_id: uuid.UUID, *, kind: str, status: str | None = None,
+    message: str | None = None,
+) -> JobEvent:  # fmt: skip
+    event = JobEvent(job_id=job_id, kind=kind, status=status, message=message)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def get(session: Session, job_id: uuid.UUID, *, for_update: bool = False) -> Job | None:
+    stmt = select(Job).where(Job.id == job_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).one_or_none()
+
+
+def list_page(
+    session: Session, *, status: str | None, cursor: Cursor | None, limit: int
+) -> tuple[list[Job], Cursor | None]:
+    stmt = select(Job)
+    if status is not None:
+        stmt = stmt.where(Job.status == status)
+    return page(session, stmt, Job, cursor, limit)
+
+
+def events_after(
+    session: Session, job_id: uuid.UUID, after: int | None, limit: int
+) -> list[JobEvent]:
+    stmt = select(JobEvent).where(JobEvent.job_id == job_id)
+    if after is not None:
+        stmt = stmt.where(JobEvent.id > after)
+    return list(session.scalars(stmt.order_by(JobEvent.id).limit(limit)))
+
+
+def mark_dispatched(session: Session, job_id: uuid.UUID, when: datetime | None = None) -> None:
+    """Only the dispatched_at column: the worker may already be updating the row."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.dispatched_at.is_(None))
+        .values(dispatched_at=when or utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def cancel_queued(session: Session, job: Job) -> None:
+    now = utcnow()
+    job.status = "canceled"
+    job.finished_at = now
+    job.cancel_requested = True
+    add_event(session, job.id, kind="status", status="canceled", message="canceled by request")
+
+
+def request_cancel(session: Session, job: Job) -> None:
+    if not job.cancel_requested:
+        job.cancel_requested = True
+        add_event(session, job.id, kind="status", status=job.status, message="cancel requested")

@@ -1,0 +1,59 @@
+"""Artifact listing and download metadata."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.db.models import Artifact
+from app.errors import NotFound
+from app.repositories import artifacts as artifacts_repo
+from app.services import jobs as jobs_service
+from app.settings import Settings
+from app.storage import get_store
+
+
+@dataclass(frozen=True)
+class Download:
+    artifact: Artifact
+    path: Path
+    etag: str
+    headers: dict[str, str]
+
+
+def for_job(session: Session, raw_job_id: str) -> list[Artifact]:
+    job = jobs_service.get(session, raw_job_id)
+    return artifacts_repo.for_job(session, job.id)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Weak comparison, as RFC 9110 asks for If-None-Match."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+def download(session: Session, settings: Settings, raw_id: str) -> Download:
+    try:
+        artifact = artifacts_repo.get(session, uuid.UUID(raw_id))
+    except ValueError:
+        artifact = None
+    if artifact is None:
+        raise NotFound(f"no artifact {raw_id!r}", code="artifact_not_found")
+    store = get_store(settings)
+    if not store.exists(artifact.storage_key):
+        raise NotFound("the artifact's file is missing from the store", code="artifact_missing")
+    etag = f'"{artifact.sha256}"'
+    b64 = base64.b64encode(bytes.fromhex(artifact.sha256)).decode()
+    headers = {
+        "ETag": etag,
+        "Repr-Digest": f"sha-256=:{b64}:",
+        "X-Checksum-SHA256": artifact.sha256,
+        "Cache-Control": "private, max-age=0, must-revalidate",
+    }
+    return Download(artifact, store.local_path(artifact.storage_key), etag, headers)

@@ -1,0 +1,149 @@
+"""Job submission, queries and cancellation."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.db.models import TERMINAL_STATUSES, Job, JobEvent, UploadedDataset, UploadedModel
+from app.db.session import after_commit
+from app.errors import Conflict, NotFound, Unprocessable
+from app.pagination import check_limit, decode_token, encode_token
+from app.repositories import jobs as jobs_repo
+from app.repositories import uploads as uploads_repo
+from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, JobSpec, unsupported_fields
+from app.services.dispatch import enqueue_and_mark_dispatched
+from app.settings import Settings
+
+DATA_DIR_DATASETS = ("sst2", "agnews", "rte")
+
+
+def parse_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+def _check_model(session: Session, spec: JobSpec) -> UploadedModel | None:
+    if spec.model in BUILTIN_MODELS:
+        return None
+    model_id = parse_id(spec.model)
+    model = uploads_repo.get_model(session, model_id) if model_id else None
+    if model is None:
+        raise NotFound(
+            f"no built-in or uploaded model {spec.model!r}; built-ins: "
+            f"{', '.join(BUILTIN_MODELS)}", code="model_not_found", field="model",
+        )  # fmt: skip
+    layers = model.config.get("num_hidden_layers")
+    if spec.layers is not None and isinstance(layers, int) and spec.layers.keep > layers:
+        raise Unprocessable(
+            f"the model has {layers} layers; cannot keep {spec.layers.keep}",
+            code="invalid_spec", field="layers.keep",
+        )  # fmt: skip
+    return model
+
+
+def _check_dataset(session: Session, spec: JobSpec, settings: Settings) -> None:
+    name = spec.dataset.name
+    if name in BUILTIN_DATASETS:
+        if name in DATA_DIR_DATASETS and not (settings.data_dir / name / "train.tsv").is_file():
+            raise Unprocessable(
+                f"built-in data set {name!r} is not installed in the data directory",
+                code="dataset_unavailable", field="dataset.name",
+            )  # fmt: skip
+        return
+    dataset_id = parse_id(name)
+    dataset = uploads_repo.get_dataset(session, dataset_id) if dataset_id else None
+    if dataset is None:
+        raise NotFound(
+            f"no built-in or uploaded data set {name!r}; built-ins: "
+            f"{', '.join(BUILTIN_DATASETS)}", code="dataset_not_found", field="dataset.name",
+        )  # fmt: skip
+    _check_columns(spec, dataset)
+
+
+def _check_columns(spec: JobSpec, dataset: UploadedDataset) -> None:
+    for col in spec.dataset.text_columns or []:
+        if col not in dataset.columns:
+            raise Unprocessable(
+                f"data set has no column {col!r}; columns: {', '.join(dataset.columns)}",
+                code="unknown_column", field="dataset.text_columns",
+            )  # fmt: skip
+    label = spec.dataset.label_column
+    if label is not None and label not in dataset.columns:
+        raise Unprocessable(
+            f"data set has no column {label!r}; columns: {', '.join(dataset.columns)}",
+            code="unknown_column", field="dataset.label_column",
+        )  # fmt: skip
+
+
+def _check_supported(spec: JobSpec) -> None:
+    fields = unsupported_fields(spec)
+    if fields:
+        errors: list[dict[str, Any]] = [
+            {"loc": list(loc), "field": ".".join(loc), "msg": msg} for loc, msg in fields
+        ]
+        raise Unprocessable(
+            "; ".join(f"{e['field']}: {e['msg']}" for e in errors),
+            code="unsupported", title="Not supported yet",
+            field=str(errors[0]["field"]) if len(errors) == 1 else None, errors=errors,
+        )  # fmt: skip
+
+
+def submit(session: Session, spec: JobSpec, settings: Settings) -> Job:
+    _check_model(session, spec)
+    _check_dataset(session, spec, settings)
+    _check_supported(spec)
+    webhook = str(spec.webhook_url) if spec.webhook_url is not None else None
+    job = jobs_repo.create_queued(session, spec.model_dump(mode="json"), webhook)
+    job_id = job.id
+    after_commit(session, lambda: _dispatch(session, job_id))
+    return job
+
+
+def _dispatch(session: Session, job_id: uuid.UUID) -> None:
+    enqueue_and_mark_dispatched(session, job_id)
+
+
+def get(session: Session, raw_id: str, *, for_update: bool = False) -> Job:
+    job_id = parse_id(raw_id)
+    job = jobs_repo.get(session, job_id, for_update=for_update) if job_id else None
+    if job is None:
+        raise NotFound(f"no job {raw_id!r}", code="job_not_found")
+    return job
+
+
+def list_jobs(
+    session: Session, settings: Settings, *, limit: int | None, page_token: str | None,
+    status: str | None,
+) -> tuple[list[Job], str | None]:  # fmt: skip
+    n = check_limit(limit, settings)
+    jobs, nxt = jobs_repo.list_page(
+        session, status=status, cursor=decode_token(page_token), limit=n
+    )
+    return jobs, encode_token(nxt) if nxt else None
+
+
+def events(
+    session: Session, settings: Settings, raw_id: str, *, after: int | None, limit: int | None
+) -> tuple[list[JobEvent], int | None]:
+    job = get(session, raw_id)
+    n = check_limit(limit, settings)
+    items = jobs_repo.events_after(session, job.id, after, n)
+    return items, items[-1].id if len(items) == n else None
+
+
+def cancel(session: Session, raw_id: str) -> Job:
+    """queued: canceled now. running: the worker stops at its next step. Otherwise 409."""
+    job = get(session, raw_id, for_update=True)
+    if job.status in TERMINAL_STATUSES:
+        raise Conflict(f"job already {job.status}", code="job_finished")
+    if job.status == "queued":
+        jobs_repo.cancel_queued(session, job)
+    else:
+        jobs_repo.request_cancel(session, job)
+    session.flush()
+    return job

@@ -1,0 +1,83 @@
+"""API fixtures: the FastAPI app on the real PostgreSQL (one rolled-back transaction per
+test) with isolated storage, work, broker and data folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Artifact, Job, JobEvent, UploadedDataset, UploadedModel
+from app.db.session import AFTER_COMMIT_KEY, get_session, run_after_commit
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import _clear_caches
+
+MakeClient = Callable[..., TestClient]
+
+
+def session_override(session: Session) -> Callable[[], Iterator[Session]]:
+    """Behaves like app.db.session.get_session, on the test's session."""
+
+    def _override() -> Iterator[Session]:
+        try:
+            yield session
+            session.commit()
+            run_after_commit(session)
+        except BaseException:
+            session.rollback()
+            session.info.pop(AFTER_COMMIT_KEY, None)
+            raise
+
+    return _override
+
+
+@pytest.fixture
+def make_client(
+    settings_env: Path, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MakeClient]:
+    """make_client(**env): a TestClient on an app built with these extra settings."""
+    data_dir = settings_env / "data"
+    (data_dir / "sst2").mkdir(parents=True)
+    (data_dir / "sst2" / "train.tsv").write_text("sentence\tlabel\ngood\t1\n")
+    for name in ("REDIS_URL", "BROKER_URL", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    clients: list[TestClient] = []
+
+    def _make(**env: str) -> TestClient:
+        for key, value in env.items():
+            monkeypatch.setenv(key.upper(), value)
+        _clear_caches()
+        app: FastAPI = create_app(Settings())
+        app.dependency_overrides[get_session] = session_override(db_session)
+        client = TestClient(app, raise_server_exceptions=True)
+        clients.append(client)
+        return client
+
+    yield _make
+    for client in clients:
+        client.close()
+    _clear_caches()
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    return make_client()
+
+
+def count_rows(session: Session) -> dict[str, int]:
+    return {
+        model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+        for model in (Job, JobEvent, Artifact, UploadedModel, UploadedDataset)
+    }
+
+
+def stored_objects(storage_dir: Path) -> list[Path]:
+    root = storage_dir / "sha256"
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []

@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from app.db.models import Job
+from tests.app.conftest import count_rows
+
+SPEC: dict[str, Any] = {
+    "model": "minilm-l6",
+    "dataset": {"name": "tweets"},
+    "pruning": {"method": "magnitude", "sparsity": 0.5},
+}
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    """changes use dotted paths: spec(**{"pruning.sparsity": 1.5}); None deletes a key."""
+    out = copy.deepcopy(SPEC)
+    for path, value in changes.items():
+        node = out
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return out
+
+
+def problem(r: Any, status: int, code: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = r.json()
+    assert body["code"] == code, body
+    assert body["status"] == status
+    return body
+
+
+def test_submit_returns_202_location_and_job(client: TestClient, db_session: Session) -> None:
+    r = client.post("/v1/jobs", json=spec(webhook_url="https://example.com/hook"))
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert r.headers["location"] == f"/v1/jobs/{body['id']}"
+    assert body["status"] == "queued"
+    assert body["progress"] == 0.0
+    assert body["error"] is None
+    assert body["spec"]["pruning"]["sparsity"] == 0.5
+    assert body["spec"]["training"]["batch_size"] == 16  # defaults are stored
+    assert body["links"] == {
+        "self": f"/v1/jobs/{body['id']}",
+        "artifacts": f"/v1/jobs/{body['id']}/artifacts",
+        "events": f"/v1/jobs/{body['id']}/events",
+    }
+    job = db_session.get(Job, uuid.UUID(body["id"]))
+    assert job is not None
+    assert job.webhook_url == "https://example.com/hook"
+    assert job.dispatched_at is not None  # the filesystem broker took it
+    assert [(e.kind, e.status) for e in job.events] == [("status", "queued")]
+    got = client.get(f"/v1/jobs/{body['id']}").json()
+    assert got["id"] == body["id"] and got["status"] == "queued"
+
+
+INVALID = [
+    ({"pruning.sparsity": 1.5}, "pruning.sparsity"),
+    ({"pruning.sparsity": -0.1}, "pruning.sparsity"),
+    ({"pruning.sparsity": "half"}, "pruning.sparsity"),
+    ({"pruning.method": "random"}, "pruning.method"),
+    ({"pruning.structure": "block7"}, "pruning.structure"),
+    ({"pruning.schedule": {"kind": "gradual"}}, "pruning.schedule"),
+    ({"pruning.schedule": {"kind": "gradual", "epochs": 1, "steps": 10}}, "pruning.schedule"),
+    ({"pruning.schedule": {"kind": "sometimes"}}, "pruning.schedule"),
+    ({"pruning.schedule": {"kind": "gradual", "epochs": -1}}, "pruning.schedule.epochs"),
+    ({"pruning.schedule": {"kind": "oneshot", "steps": 3}}, "pruning.schedule.steps"),
+    ({"pruning.obert": {"num_grads": 8}}, "pruning"),
+    ({"pruning.schedule": {"kind": "gradual", "steps": 9, "init_sparsity": 0.9}}, "pruning"),
+    ({"unknown_field": 1}, "unknown_field"),
+    ({"dataset.colour": "red"}, "dataset.colour"),
+    ({"dataset.max_length": 4}, "dataset.max_length"),
+    ({"dataset.max_length": 4096}, "dataset.max_length"),
+    ({"dataset.text_columns": []}, "dataset.text_columns"),
+    ({"dataset.text_columns": ["a", "b", "c"]}, "dataset.text_columns"),
+    ({"dataset.max_train_examples": 2}, "dataset.max_train_examples"),
+    ({"dataset.name": ""}, "dataset.name"),
+    ({"dataset": None}, "dataset"),
+    ({"model": None}, "model"),
+    ({"model": ""}, "model"),
+    ({"model": "x" * 65}, "model"),
+    ({"training.learning_rate": 0}, "training.learning_rate"),
+    ({"training.batch_size": 0}, "training.batch_size"),
+    ({"training.epochs": 1000}, "training.epochs"),
+    ({"training.finetune_dense": "sometimes"}, "training.finetune_dense"),
+    ({"distillation.temperature": 0}, "distillation.temperature"),
+    ({"distillation.hardness": 2}, "distillation.hardness"),
+    ({"quantization.method": "int4"}, "quantization.method"),
+    ({"layers": {"keep": 0}}, "layers.keep"),
+    ({"layers": {}}, "layers.keep"),
+    ({"webhook_url": "not a url"}, "webhook_url"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), INVALID, ids=[f for _, f in INVALID])
+def test_invalid_spec_field_is_422_naming_it(
+    client: TestClient, db_session: Session, changes: dict[str, Any], field: str
+) -> None:
+    before = count_rows(db_session)
+    body = problem(client.post("/v1/jobs", json=spec(**changes)), 422, "validation_error")
+    assert field in [e["field"] for e in body["errors"]], body
+    assert field in body["detail"]
+    assert count_rows(db_session) == before
+
+
+def test_body_that_is_not_json_is_a_validation_problem(client: TestClient) -> None:
+    r = client.post("/v1/jobs", content=b"{nope", headers={"content-type": "application/json"})
+    problem(r, 422, "validation_error")
+
+
+def test_unsupported_field_is_422_naming_it(client: TestClient, db_session: Session) -> None:
+    before = count_rows(db_session)
+    r = client.post("/v1/jobs", json=spec(**{"quantization.method": "qat_int8"}))
+    body = problem(r, 422, "unsupported")
+    assert body["field"] == "quantization.method"
+    assert [e["field"] for e in body["errors"]] == ["quantization.method"]
+    assert count_rows(db_session) == before
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"model": "bert-huge"}, "model_not_found", "model"),
+        ({"model": str(uuid.uuid4())}, "model_not_found", "model"),
+        ({"dataset.name": "imdb"}, "dataset_not_found", "dataset.name"),
+        ({"dataset.name": str(uuid.uuid4())}, "dataset_not_found", "dataset.name"),
+    ],
+)
+def test_unknown_model_or_dataset_is_404(
+    client: TestClient, db_session: Session, changes: dict[str, Any], code: str, field: str
+) -> None:
+    before = count_rows(db_session)
+    body = problem(client.post("/v1/jobs", json=spec(**changes)), 404, code)
+    assert body["field"] == field
+    assert count_rows(db_session) == before
+
+
+def test_builtin_dataset_missing_from_data_dir_is_422(
+    client: TestClient, db_session: Session
+) -> None:
+    before = count_rows(db_session)
+    body = problem(
+        client.post("/v1/jobs", json=spec(**{"dataset.name": "agnews"})), 422, "dataset_unavailable"
+    )
+    assert body["field"] == "dataset.name"
+    assert count_rows(db_session) == before
+    # sst2 is installed in the test data dir.
+    assert client.post("/v1/jobs", json=spec(**{"dataset.name": "sst2"})).status_code == 202
+
+
+def test_malformed_or_unknown_job_id_is_404(client: TestClient) -> None:
+    problem(client.get("/v1/jobs/not-a-uuid"), 404, "job_not_found")
+    problem(client.get(f"/v1/jobs/{uuid.uuid4()}"), 404, "job_not_found")
+    problem(client.get("/v1/jobs/nope/events"), 404, "job_not_found")
+    problem(client.post("/v1/jobs/nope/cancel"), 404, "job_not_found")
+
+
+def test_unknown_route_is_a_404_problem(client: TestClient) -> None:
+    problem(client.get("/v1/nothing-here"), 404, "not_found")
+    problem(client.delete("/v1/jobs"), 405, "method_not_allowed")
+
+
+def _submit(client: TestClient) -> str:
+    r = client.post("/v1/jobs", json=SPEC)
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def test_pagination_pages_newest_first_without_duplicates(client: TestClient) -> None:
+    ids = [_submit(client) for _ in range(7)]
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 3}
+        if token:
+            params["page_token"] = token
+        body = client.get("/v1/jobs", params=params).json()
+        pages += 1
+        seen += [j["id"] for j in body["items"]]
+        token = body["next_page_token"]
+        if token is None:
+            break
+    assert pages == 3
+    assert seen == list(reversed(ids))
+
+
+def test_status_filter_and_cancel_of_queued_job(client: TestClient, db_session: Session) -> None:
+    ids = [_submit(client) for _ in range(4)]
+    r = client.post(f"/v1/jobs/{ids[1]}/cancel")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "canceled"
+    assert body["finished_at"] is not None
+    canceled = client.get("/v1/jobs", params={"status": "canceled"}).json()["items"]
+    assert [j["id"] for j in canceled] == [ids[1]]
+    queued = client.get("/v1/jobs", params={"status": "queued", "limit": 2}).json()
+    assert [j["id"] for j in queued["items"]] == [ids[3], ids[2]]
+    nxt = client.get(
+        "/v1/jobs", params={"status": "queued", "limit": 2, "page_token": queued["next_page_token"]}
+    ).json()
+    assert [j["id"] for j in nxt["items"]] == [ids[0]]
+    assert nxt["next_page_token"] is None
+    events = client.get(f"/v1/jobs/{ids[1]}/events").json()["items"]
+    assert [(e["kind"], e["status"]) for e in events] == [
+        ("status", "queued"),
+        ("status", "canceled"),
+    ]
+    after = client.get(f"/v1/jobs/{ids[1]}/events", params={"after": events[0]["id"]}).json()
+    assert [e["id"] for e in after["items"]] == [events[1]["id"]]
+    problem(client.post(f"/v1/jobs/{ids[1]}/cancel"), 409, "job_finished")
+
+
+def test_cancel_of_running_job_requests_a_stop(client: TestClient, db_session: Session) -> None:
+    job_id = _submit(client)
+    job = db_session.get(Job, uuid.UUID(job_id))
+    assert job is not None
+    job.status = "running"
+    db_session.flush()
+    r = client.post(f"/v1/jobs/{job_id}/cancel")
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "running"
+    assert r.json()["cancel_requested"] is True
+    db_session.refresh(job)
+    assert job.cancel_requested is True
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"page_token": "!!!"}, {"page_token": "bm90LWpzb24"}, {"page_token": "e30"}],
+)
+def test_bad_page_token_is_422(client: TestClient, params: dict[str, str]) -> None:
+    body = problem(client.get("/v1/jobs", params=params), 422, "invalid_page_token")
+    assert body["field"] == "page_token"
+
+
+@pytest.mark.parametrize(("params", "field"), [({"limit": 0}, "limit"), ({"limit": 201}, "limit"),
+                                                ({"status": "sleeping"}, "status")])  # fmt: skip
+def test_bad_list_parameters_are_422(
+    client: TestClient, params: dict[str, Any], field: str
+) -> None:
+    body = problem(client.get("/v1/jobs", params=params), 422, "validation_error")
+    assert body["field"] == field
