@@ -1,0 +1,177 @@
+"""The whole pipeline on a tiny random BERT, without the database (an in-memory reporter)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from app.schemas.job_spec import JobSpec
+from app.settings import Settings
+from app.storage import LocalStore
+from tests.factories.tiny_bert import archive, write_sst2_like, write_tiny_bert
+from worker.job_store import DatasetRecord, ModelRecord
+from worker.pipelines.compress import plan, run_pipeline
+from worker.pipelines.context import PipelineContext
+from worker.pipelines.errors import JobCanceled
+from worker.pipelines.progress import MemoryReporter
+
+
+class Uploads:
+    def __init__(self) -> None:
+        self.models: dict[uuid.UUID, ModelRecord] = {}
+
+    def get_uploaded_model(self, model_id: uuid.UUID) -> ModelRecord | None:
+        return self.models.get(model_id)
+
+    def get_uploaded_dataset(self, dataset_id: uuid.UUID) -> DatasetRecord | None:
+        return None
+
+
+def make_env(tmp_path: Path, *, layers: int = 2, with_head: bool = False) -> dict[str, Any]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        storage_dir=tmp_path / "store",
+        work_dir=tmp_path / "work",
+        device="cpu",
+    )
+    write_sst2_like(settings.data_dir, n_train=48, n_dev=16)
+    store = LocalStore(settings.storage_dir)
+    folder = write_tiny_bert(tmp_path / "upload", layers=layers, with_head=with_head)
+    stored = store.put_file(archive(folder, tmp_path / "m.zip", "zip", prefix="tiny"))
+    uploads = Uploads()
+    rec = ModelRecord(
+        id=uuid.uuid4(),
+        sha256=stored.sha256,
+        storage_key=stored.key,
+        archive_format="zip",
+        architecture="BertModel",
+        num_labels=None,
+        config={},
+    )
+    uploads.models[rec.id] = rec
+    artifacts: dict[str, tuple[Path, str]] = {}
+
+    def add_artifact(kind: str, path: Path, filename: str, media_type: str) -> str:
+        obj = store.put_file(path)
+        artifacts[kind] = (store.local_path(obj.key), filename)
+        return obj.sha256
+
+    return {
+        "settings": settings,
+        "store": store,
+        "uploads": uploads,
+        "model_id": rec.id,
+        "artifacts": artifacts,
+        "add_artifact": add_artifact,
+    }
+
+
+def ctx_for(env: dict[str, Any], tmp_path: Path, reporter: MemoryReporter) -> PipelineContext:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    return PipelineContext(
+        settings=env["settings"],
+        device=torch.device("cpu"),
+        reporter=reporter,
+        uploads=env["uploads"],
+        store=env["store"],
+        scratch=scratch,
+        add_artifact=env["add_artifact"],
+        job_id="t",
+        latency_iters=(1, 1),
+    )
+
+
+def spec(model_id: uuid.UUID, **over: Any) -> JobSpec:
+    body: dict[str, Any] = {
+        "model": str(model_id),
+        "dataset": {"name": "sst2", "max_length": 16},
+        "training": {
+            "max_steps": 4,
+            "recovery_max_steps": 6,
+            "batch_size": 8,
+            "learning_rate": 1e-3,
+        },
+    }
+    body.update(over)
+    return JobSpec.model_validate(body)
+
+
+def test_gradual_kd_layers_int8(tmp_path: Path) -> None:
+    env = make_env(tmp_path, layers=4)
+    rep = MemoryReporter()
+    s = spec(
+        env["model_id"],
+        layers={"keep": 2},
+        pruning={
+            "method": "magnitude",
+            "sparsity": 0.6,
+            "schedule": {"kind": "gradual", "steps": 4, "pruning_steps": 2},
+        },
+        distillation={"enabled": True, "hardness": 0.5, "temperature": 2.0},
+        quantization={"method": "dynamic_int8"},
+    )
+    summary = run_pipeline(s, ctx_for(env, tmp_path, rep))
+    assert rep.stages == [
+        "load",
+        "finetune_dense",
+        "evaluate_dense",
+        "drop_layers",
+        "recover",
+        "quantize",
+        "evaluate",
+        "measure",
+        "package",
+    ]
+    assert rep.progress_log == sorted(rep.progress_log)
+    assert summary["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    report = json.loads(env["artifacts"]["report"][0].read_text())
+    assert report["compressed"]["num_hidden_layers"] == 2
+    assert report["compressed"]["kept_layers"] == [0, 2]
+    assert set(report["compressed"]["sparsity"]["per_encoder_layer"]) == {"0", "1"}
+    assert [p["step"] for p in report["pruning"]["applied"]] == [2, 4]
+    assert report["int8"]["file_size"]["raw_mb"] < report["compressed"]["file_size"]["raw_mb"]
+    assert set(report["stage_seconds"]) == set(rep.stages)
+    with tarfile.open(env["artifacts"]["model_int8"][0]) as t:
+        names = set(t.getnames())
+    assert {"config.json", "model.int8.safetensors", "quantization.json", "tokenizer.json"} <= names
+
+
+def test_obert_oneshot_has_trained_head_skips_finetune(tmp_path: Path) -> None:
+    env = make_env(tmp_path, with_head=True)
+    rep = MemoryReporter()
+    s = spec(
+        env["model_id"],
+        pruning={
+            "method": "obert",
+            "sparsity": 0.5,
+            "obert": {"num_grads": 4, "grad_batch_size": 4, "block_size": 8},
+        },
+    )
+    summary = run_pipeline(s, ctx_for(env, tmp_path, rep))
+    assert "finetune_dense" not in rep.stages and "prune" in rep.stages
+    assert summary["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert "model_int8" not in env["artifacts"]
+
+
+def test_method_none_without_layers_skips_prune_and_recover(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    s = spec(env["model_id"], pruning={"method": "none"})
+    names = [n for n, _ in plan(s, finetune=False, n_train=48)]
+    assert names == ["load", "evaluate_dense", "evaluate", "measure", "package"]
+    s2 = spec(env["model_id"], training={"recovery_max_steps": 0})
+    assert "recover" not in [n for n, _ in plan(s2, finetune=True, n_train=48)]
+
+
+def test_cancel_at_stage_boundary(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    rep = MemoryReporter(cancel_at_stage="evaluate_dense")
+    with pytest.raises(JobCanceled):
+        run_pipeline(spec(env["model_id"]), ctx_for(env, tmp_path, rep))
+    assert rep.stages[-1] == "evaluate_dense" and not env["artifacts"]

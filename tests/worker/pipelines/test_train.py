@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tests.factories.tiny_bert import sentiment_rows
+from worker.compression import MagnitudeConfig, encoder_linear_targets, hold_masks, prune
+from worker.pipelines.data import Example
+from worker.pipelines.train import (
+    DistillConfig,
+    HoldMask,
+    TrainConfig,
+    distillation_loss,
+    linear_schedule,
+    total_steps,
+    train,
+)
+
+CPU = torch.device("cpu")
+
+
+def examples(n: int, seed: int = 0) -> list[Example]:
+    return [Example(t, None, y) for t, y in sentiment_rows(n, seed)]
+
+
+def test_kd_loss_matches_hand_computation() -> None:
+    s = torch.tensor([[1.0, -0.5, 0.2], [0.3, 0.1, -1.0]])
+    t = torch.tensor([[0.5, 0.0, 1.5], [-0.2, 2.0, 0.4]])
+    y = torch.tensor([2, 0])
+    h, temp = 0.7, 3.0
+    ce = 0.0
+    kl = 0.0
+    for i in range(2):
+        ps = [math.exp(v) for v in s[i].tolist()]
+        ce += -math.log(ps[y[i]] / sum(ps)) / 2
+        qs = [math.exp(v / temp) for v in s[i].tolist()]
+        qt = [math.exp(v / temp) for v in t[i].tolist()]
+        qs = [q / sum(qs) for q in qs]
+        qt = [q / sum(qt) for q in qt]
+        kl += sum(pt * math.log(pt / ps_) for pt, ps_ in zip(qt, qs, strict=True)) / 2
+    expected = (1 - h) * ce + h * temp**2 * kl
+    got = distillation_loss(s, t, y, h, temp)
+    assert abs(float(got) - expected) < 1e-5
+    assert abs(float(distillation_loss(s, t, y, 0.0, temp)) - float(F.cross_entropy(s, y))) < 1e-6
+
+
+def test_linear_schedule_and_steps() -> None:
+    f = linear_schedule(2, 10)
+    assert [round(f(i), 3) for i in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    assert total_steps(33, TrainConfig(epochs=2, batch_size=16)) == 6
+    assert total_steps(33, TrainConfig(epochs=0.5, batch_size=16, max_steps=4)) == 4
+
+
+def test_training_learns_and_is_seeded(tiny_bert_dir: Any, tokenizer: Any) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    def run() -> tuple[float, torch.Tensor]:
+        model = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert_dir))
+        steps: list[int] = []
+        res = train(
+            model,
+            tokenizer,
+            examples(32),
+            TrainConfig(max_steps=6, batch_size=8, learning_rate=1e-3, seed=3, max_length=16),
+            CPU,
+            on_step=lambda d, t: steps.append(d),
+        )
+        assert steps == [1, 2, 3, 4, 5, 6] and res.steps == 6
+        return res.last_loss, model.classifier.weight.detach().clone()
+
+    a, b = run(), run()
+    assert a[0] == b[0] and torch.equal(a[1], b[1])
+
+
+def test_mask_held_through_training_with_weight_decay(tiny_model: Any, tokenizer: Any) -> None:
+    targets = encoder_linear_targets(tiny_model)
+    masks = prune(MagnitudeConfig(), targets, 0.6, device=CPU)
+    hold = hold_masks(targets, masks)
+    cfg = TrainConfig(
+        max_steps=5, batch_size=8, learning_rate=1e-2, weight_decay=0.1, max_length=16
+    )
+    train(tiny_model, tokenizer, examples(40), cfg, CPU, callbacks=[HoldMask(hold)])
+    for name, lin in targets.items():
+        assert torch.all(lin.weight[~masks[name]] == 0), name
+        assert torch.any(lin.weight[masks[name]] != 0)
+    hold.remove()
+
+
+def test_distillation_training_runs(tiny_bert_dir: Any, tokenizer: Any) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert_dir))
+    student = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert_dir))
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    res = train(
+        student,
+        tokenizer,
+        examples(16),
+        TrainConfig(max_steps=2, batch_size=8, max_length=16),
+        CPU,
+        teacher=teacher,
+        distill=DistillConfig(0.5, 2.0),
+    )
+    assert res.steps == 2 and math.isfinite(res.last_loss)
+    assert not teacher.training
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())

