@@ -105,7 +105,7 @@ def print_report(report: dict[str, Any]) -> None:
     if dense and comp:
         print(
             f"\naccuracy dense {dense.get('accuracy')} -> compressed {comp.get('accuracy')}; "
-            f"encoder sparsity measured {comp.get('encoder_sparsity')}"
+            f"encoder sparsity measured {comp.get('sparsity', {}).get('overall')}"
         )
 
 

@@ -32,6 +32,6 @@ def test_embedded_default_runs_a_job(tmp_path: Path) -> None:
         assert job["status"] == "succeeded", job
         arts = {a["kind"]: a for a in client.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"]}
         report = json.loads(download(client, arts["report"], tmp_path / "report.json").read_text())
-        assert report["compressed"]["encoder_sparsity"] == pytest.approx(0.5, abs=1e-3)
+        assert report["compressed"]["sparsity"]["overall"] == pytest.approx(0.5, abs=1e-3)
         assert 0.0 <= report["dense"]["accuracy"] <= 1.0
     assert (tmp_path / "scalpel.db").is_file()
