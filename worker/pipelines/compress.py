@@ -231,7 +231,9 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
             seed=spec.training.seed,
         )
     gradual = isinstance(spec.pruning.schedule, GradualSchedule)
-    if prunes(spec) and not gradual:
+
+    def prune_to_target() -> None:
+        assert state.masks is not None
         ctx.reporter.stage("prune")
         pr.prune_once(
             state.masks,
@@ -242,6 +244,9 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
             device=ctx.device,
             progress=ctx.reporter.step,
         )
+
+    if prunes(spec) and not gradual:
+        prune_to_target()
         state.masks.applied.append((0, spec.pruning.sparsity))
     steps = recovery_steps(spec, len(train_set))
     if (prunes(spec) or spec.layers is not None) and steps > 0:
@@ -284,16 +289,7 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
         state.steps["recover"] = res.steps
     elif prunes(spec) and gradual:
         # No training at all: prune straight to the target so the result is what was asked.
-        ctx.reporter.stage("prune")
-        pr.prune_once(
-            state.masks,
-            spec.pruning,
-            spec.pruning.sparsity,
-            config=config,
-            gradients=grads,
-            device=ctx.device,
-            progress=ctx.reporter.step,
-        )
+        prune_to_target()
     state.masks.release()
     state.model.eval()
 
