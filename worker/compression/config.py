@@ -29,10 +29,14 @@ class OBertConfig:
         workspace) allowed at once; targets are processed in groups that fit, and a single
         target that cannot fit raises :class:`FisherMemoryError` before any work starts.
     chunk_size: gradients accumulated per batched product ``F_b += G_b^T G_b``.
-    inverse_chunk_blocks: Fisher blocks inverted at once (fp64 workspace).
-    update: ``"joint"`` (default) applies, per Fisher block, the exact OBS update for the whole
-        set of weights removed in that block; ``"independent"`` the paper's sum of single-unit
-        updates (cheaper; identical when a block loses one unit).
+    inverse_chunk_blocks: Fisher blocks inverted at once.
+    inverse_precision: ``"mixed"`` (default) factors the blocks in float32 and redoes in
+        float64 only those whose Cholesky pivots show a loss of precision; ``"float64"`` does
+        every block in float64.
+    update: ``"independent"`` (default) is the paper's update, the sum over the removed units
+        of each unit's single-unit OBS update; ``"joint"`` applies, per Fisher block, the exact
+        OBS update for the whole set of weights removed in that block (identical when a block
+        loses one unit, dearer otherwise).
     """
 
     num_grads: int = 64
@@ -43,7 +47,8 @@ class OBertConfig:
     memory_budget_bytes: int = 4 * GiB
     chunk_size: int = 32
     inverse_chunk_blocks: int = 4096
-    update: Literal["joint", "independent"] = "joint"
+    inverse_precision: Literal["mixed", "float64"] = "mixed"
+    update: Literal["joint", "independent"] = "independent"
 
     def resolved_block_size(self, structure: Literal["unstructured", "block4"]) -> int:
         if self.block_size is not None:
@@ -66,6 +71,10 @@ class OBertConfig:
             raise ValueError("chunk_size and inverse_chunk_blocks must be >= 1")
         if self.update not in ("joint", "independent"):
             raise ValueError(f"update must be 'joint' or 'independent', got {self.update!r}")
+        if self.inverse_precision not in ("mixed", "float64"):
+            raise ValueError(
+                f"inverse_precision must be 'mixed' or 'float64', got {self.inverse_precision!r}"
+            )
         if self.memory_budget_bytes < 1:
             raise ValueError("memory_budget_bytes must be >= 1")
 

@@ -5,9 +5,10 @@ weights of a flattened weight matrix (the tail is zero-padded to a whole block).
 
 :class:`BlockFisherInverse` builds it from chunks of gradients with one batched product per
 chunk (``F_b += G_b^T G_b`` for every block b at once) and inverts all blocks with a batched
-Cholesky factorization, triangular solve and product in float64. Blocks that are not
-numerically positive definite fall back to a clamped eigendecomposition (never an
-exception). :func:`woodbury_fisher_inverse` is the sequential rank-1 Sherman-Morrison-Woodbury
+Cholesky factorization and inverse in float32, redoing in float64 only the blocks whose
+pivots show a loss of precision (or every block, on request). Blocks that are not numerically
+positive definite fall back to a clamped eigendecomposition (never an exception).
+:func:`woodbury_fisher_inverse` is the sequential rank-1 Sherman-Morrison-Woodbury
 construction of the reference implementation, kept for tests and benchmarks.
 """
 
@@ -90,18 +91,53 @@ def _inverse_cholesky(a: Tensor) -> Tensor:
     return inv
 
 
+def _fast_inverse(a: Tensor, pivot_tol: float) -> Tensor:
+    """Cholesky factorization and inverse (``potri``) in the dtype of ``a``; blocks whose
+    factorization fails or loses precision are NaN-filled for the caller to redo. Precision
+    loss is read from the pivots: ``L_ii^2 / A_ii`` is how much of a diagonal entry survives
+    the elimination, and a ratio below ``pivot_tol`` means cancellation has eaten that many
+    of the dtype's digits (decoupled coordinates, e.g. masked weights, keep a ratio of 1)."""
+    chol, info = torch.linalg.cholesky_ex(a)
+    pivots = chol.diagonal(dim1=1, dim2=2).square() / a.diagonal(dim1=1, dim2=2)
+    bad = (info != 0) | ~(pivots.amin(dim=1) >= pivot_tol)
+    if bool(bad.any()):
+        chol[bad] = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    inv = torch.cholesky_inverse(chol)
+    if bool(bad.any()):
+        inv[bad] = float("nan")
+    return inv
+
+
 def batched_spd_inverse(
-    a: Tensor, floor: float = 1e-12, product_dtype: torch.dtype | None = None
+    a: Tensor,
+    floor: float = 1e-12,
+    product_dtype: torch.dtype | None = None,
+    fast_dtype: torch.dtype | None = None,
+    pivot_tol: float = 1e-2,
 ) -> tuple[Tensor, int]:
-    """Inverse of each symmetric positive definite matrix in ``a`` (n, k, k): one batched
-    Cholesky factorization ``A = L L^T`` and triangular solve for ``L^-1`` in the dtype of
-    ``a`` (float64 for stability), then one batched product ``A^-1 = L^-T L^-1`` in
-    ``product_dtype`` (default: the dtype of ``a``). Blocks that are not numerically positive
-    definite are inverted through a clamped eigendecomposition instead (never an exception).
-    Returns the inverses (in ``product_dtype``) and how many blocks needed the fallback."""
+    """Inverse of each symmetric positive definite matrix in ``a`` (n, k, k).
+
+    With ``fast_dtype`` (e.g. float32): one batched Cholesky factorization and ``potri`` in
+    that dtype for all blocks, and only the blocks it cannot do accurately (a pivot ratio
+    below ``pivot_tol``, see :func:`_fast_inverse`; a float32 inverse loses about
+    ``6e-8 / ratio`` relative, so the default 1e-2 keeps it near 1e-5) are redone in float64.
+    Without it, or for those blocks: Cholesky ``A = L L^T`` and a triangular solve for
+    ``L^-1`` in float64, then ``A^-1 = L^-T L^-1``. Blocks that are not numerically positive
+    definite even in float64 are inverted through a clamped eigendecomposition (never an
+    exception). Returns the inverses (in ``product_dtype``, default the dtype of ``a``) and how
+    many blocks needed the eigendecomposition fallback."""
     out_dtype = product_dtype or a.dtype
     if a.shape[0] == 0:
         return a.to(out_dtype), 0
+    if fast_dtype is not None:
+        inv = _split_run(lambda x: _fast_inverse(x, pivot_tol), a.to(fast_dtype)).to(out_dtype)
+        redo = (~torch.isfinite(inv.diagonal(dim1=1, dim2=2)).all(dim=1)).nonzero().flatten()
+        if redo.numel():
+            exact, failed = batched_spd_inverse(a[redo].to(torch.float64), floor, out_dtype)
+            inv[redo] = exact
+            return inv, failed
+        return inv, 0
+    a = a.to(torch.float64) if a.dtype != torch.float64 else a
     chol_inv = _split_run(_inverse_cholesky, a).to(out_dtype)
     bad = (~torch.isfinite(chol_inv.diagonal(dim1=1, dim2=2)).all(dim=1)).nonzero().flatten()
     inv = torch.bmm(chol_inv.transpose(1, 2), chol_inv)
@@ -204,28 +240,37 @@ class BlockFisherInverse:
         if clear:
             source.zero_()
 
-    def invert(self, mask: Tensor | None = None, chunk_blocks: int = 4096) -> None:
+    def invert(
+        self, mask: Tensor | None = None, chunk_blocks: int = 4096, precision: str = "mixed"
+    ) -> None:
         """Replace the accumulated sums by ``(damp I + (1/m) sum g g^T)^-1`` in place, in
-        chunks of blocks in float64. ``mask`` (num_weights,) bool, True = kept: the gradients
-        of masked-off weights are treated as zero (their rows and columns are cleared), which
-        decouples them from the rest. Padding and masked coordinates keep ``damp`` on the
-        diagonal (1 when damp is 0), so every block stays invertible."""
+        chunks of blocks. ``precision="mixed"`` (for a float32 state) factors in float32 and
+        redoes in float64 only the blocks whose pivots show a loss of precision (see
+        :func:`batched_spd_inverse`); ``"float64"`` does every block in float64. ``mask``
+        (num_weights,) bool, True = kept: the gradients of masked-off weights are treated as
+        zero (their rows and columns are cleared), which decouples them from the rest. Padding
+        and masked coordinates keep ``damp`` on the diagonal (1 when damp is 0), so every block
+        stays invertible."""
         if self._inverted:
             raise RuntimeError("already inverted")
+        if precision not in ("mixed", "float64"):
+            raise ValueError(f"precision must be 'mixed' or 'float64', got {precision!r}")
+        mixed = precision == "mixed" and self.dtype != torch.float64
+        work = torch.float32 if mixed else torch.float64
         state = self.state
         keep: Tensor | None = None
         if mask is not None or self.padded != self.num_weights:
-            keep = torch.zeros(self.padded, dtype=torch.float64, device=self.device)
+            keep = torch.zeros(self.padded, dtype=work, device=self.device)
             if mask is None:
                 keep[: self.num_weights] = 1.0
             else:
-                keep[: self.num_weights] = mask.reshape(-1).to(self.device, torch.float64)
+                keep[: self.num_weights] = mask.reshape(-1).to(self.device, work)
             keep = keep.view(self.num_blocks, self.block_size)
         scale = 1.0 / max(self.num_grads, 1)
         filler = self.damp if self.damp > 0 else 1.0
         for start in range(0, self.num_blocks, chunk_blocks):
             stop = min(start + chunk_blocks, self.num_blocks)
-            a = state[start:stop].to(torch.float64).mul_(scale)
+            a = state[start:stop].to(work, copy=True).mul_(scale)
             if keep is not None:
                 k = keep[start:stop]
                 if not bool(k.all()):
@@ -233,7 +278,9 @@ class BlockFisherInverse:
                 a.diagonal(dim1=1, dim2=2).add_(self.damp * k + filler * (1.0 - k))
             else:
                 a.diagonal(dim1=1, dim2=2).add_(self.damp)
-            inv, failed = batched_spd_inverse(a, product_dtype=self.dtype)
+            inv, failed = batched_spd_inverse(
+                a, product_dtype=self.dtype, fast_dtype=torch.float32 if mixed else None
+            )
             self.fallback_blocks += failed
             state[start:stop] = inv
         self._inverted = True
@@ -301,15 +348,16 @@ class BlockFisherInverse:
         active = (q.sum(dim=1) > 0).nonzero().flatten()
         for start in range(0, active.numel(), chunk_blocks):
             idx = active[start : start + chunk_blocks]
-            finv = inv[idx].to(torch.float64)
+            finv = inv[idx]
             qc = q[idx]
             wq = qc * w[idx]
             if joint:
+                finv = finv.to(torch.float64)
                 m = finv * qc.unsqueeze(2) * qc.unsqueeze(1)
                 m.diagonal(dim1=1, dim2=2).add_(1.0 - qc)
                 lam = batched_spd_solve(m, wq.unsqueeze(2))
             elif group == 1:
-                lam = (wq / finv.diagonal(dim1=1, dim2=2)).unsqueeze(2)
+                lam = (wq / finv.diagonal(dim1=1, dim2=2).to(torch.float64)).unsqueeze(2)
             else:
                 g = self.block_size // group
                 view = finv.view(-1, g, group, g, group)
@@ -317,9 +365,12 @@ class BlockFisherInverse:
                     torch.diagonal(view, dim1=1, dim2=3)
                     .permute(0, 3, 1, 2)
                     .reshape(-1, group, group)
+                    .to(torch.float64)
                 )
                 lam = batched_spd_solve(sub, wq.reshape(-1, group, 1)).view(-1, self.block_size, 1)
-            dw[idx] = -torch.bmm(finv, lam).squeeze(2)
+            # The independent update is one matrix-vector product per block, in the state's
+            # dtype (the joint one stays in float64).
+            dw[idx] = -torch.bmm(finv, lam.to(finv.dtype)).squeeze(2).to(torch.float64)
         return dw.reshape(-1)[: self.num_weights]
 
     def free(self) -> None:

@@ -6,11 +6,12 @@ One pruning step (one-shot, or one step of a gradual schedule) is split into
 requested sparsity; every sub-step re-collects gradients at the current weights, rebuilds and
 inverts the Fisher blocks, scores, selects and updates.
 
-Within a Fisher block the update for the set Q of weights removed in that block is the exact
-joint OBS solution ``dw = -F^-1 E_Q^T ([F^-1]_QQ)^-1 w_Q`` (for a single weight it reduces to
-the paper's ``-w_j F^-1 e_j / [F^-1]_jj``); blocks are independent under the block-diagonal
-Fisher, so the step's update is the sum over blocks. Scores are the paper's single-unit
-saliencies: ``w_j^2 / (2 [F^-1]_jj)`` and, for block4, ``1/2 w_Q^T ([F^-1]_QQ)^-1 w_Q``.
+The update is the paper's: the sum over the removed units Q (one weight, or a block of 4) of
+``dw = -F^-1 E_Q^T ([F^-1]_QQ)^-1 w_Q`` (for a single weight ``-w_j F^-1 e_j / [F^-1]_jj``).
+``update="joint"`` instead solves, per Fisher block, the exact OBS problem for the whole set
+of weights removed in that block; blocks are independent under the block-diagonal Fisher.
+Scores are the paper's single-unit saliencies: ``w_j^2 / (2 [F^-1]_jj)`` and, for block4,
+``1/2 w_Q^T ([F^-1]_QQ)^-1 w_Q``.
 
 Gradients of pruned weights are treated as zero (the Fisher rows and columns of masked
 weights are cleared), so already-pruned weights stay decoupled and at zero.
@@ -164,7 +165,11 @@ def collect_fisher(
             w.grad = saved_grads[name]
     del buffers
     for name, fisher in fishers.items():
-        fisher.invert(masks[name].reshape(-1), chunk_blocks=config.inverse_chunk_blocks)
+        fisher.invert(
+            masks[name].reshape(-1),
+            chunk_blocks=config.inverse_chunk_blocks,
+            precision=config.inverse_precision,
+        )
     return fishers
 
 

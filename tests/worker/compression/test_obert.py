@@ -75,11 +75,26 @@ def test_single_block_joint_update_for_two_weights() -> None:
     hinv = torch.linalg.inv(h)
     saliency = w**2 / (2 * hinv.diagonal())
     chosen = sorted(saliency.argsort()[:2].tolist())
+    config = OBertConfig(num_grads=16, block_size=8, update="joint")
+    masks = prune(config, {"l": layer}, 2 / 8, gradients=source, device=CPU)
+    assert sorted((~masks["l"]).flatten().nonzero().flatten().tolist()) == chosen
+    expected, _ = constrained_minimum(h, w, chosen)
+    assert torch.allclose(layer.weight.detach().double().flatten(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_default_update_is_the_sum_of_single_weight_updates() -> None:
+    layer, source, h = quadratic_problem(3)
+    w = layer.weight.detach().double().flatten().clone()
+    hinv = torch.linalg.inv(h)
+    chosen = sorted((w**2 / (2 * hinv.diagonal())).argsort()[:2].tolist())
     masks = prune(
         OBertConfig(num_grads=16, block_size=8), {"l": layer}, 2 / 8, gradients=source, device=CPU
     )
     assert sorted((~masks["l"]).flatten().nonzero().flatten().tolist()) == chosen
-    expected, _ = constrained_minimum(h, w, chosen)
+    expected = w.clone()
+    for j in chosen:
+        expected -= w[j] * hinv[:, j] / hinv[j, j]
+    expected[chosen] = 0.0
     assert torch.allclose(layer.weight.detach().double().flatten(), expected, rtol=1e-4, atol=1e-5)
 
 
