@@ -1,0 +1,1 @@
+"""Outbound webhooks: Standard Webhooks signatures, the egress guard, the retry schedule."""
