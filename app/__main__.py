@@ -1,4 +1,6 @@
-"""`python -m app migrate` (alembic upgrade head) and `python -m app serve` (uvicorn)."""
+"""`python -m app migrate` (alembic upgrade head), `python -m app serve` (uvicorn) and
+`python -m app create-api-key --tenant NAME [--admin]` (prints a new key, once, on stdout)
+and `python -m app reap [--loop]` (requeue jobs of lost workers, dispatch undispatched jobs)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def migrate() -> int:
+def _no_arguments(name: str, argv: list[str]) -> None:
+    argparse.ArgumentParser(prog=f"python -m app {name}").parse_args(argv)
+
+
+def migrate(argv: list[str]) -> int:
+    _no_arguments("migrate", argv)
     from alembic.config import Config
 
     from alembic import command
@@ -28,7 +35,8 @@ def migrate() -> int:
     return 0
 
 
-def serve() -> int:
+def serve(argv: list[str]) -> int:
+    _no_arguments("serve", argv)
     import uvicorn
 
     from app.settings import get_settings
@@ -38,15 +46,71 @@ def serve() -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[], int]] = {"migrate": migrate, "serve": serve}
+def create_api_key(argv: list[str]) -> int:
+    """The key is the only thing written to stdout; the tenant is created if missing."""
+    parser = argparse.ArgumentParser(
+        prog="python -m app create-api-key", description="Issue an API key for a tenant."
+    )
+    parser.add_argument("--tenant", required=True, help="the tenant's name")
+    parser.add_argument("--admin", action="store_true", help="a key that sees every tenant")
+    args = parser.parse_args(argv)
+
+    from app.db.session import get_sessionmaker
+    from app.services.api_keys import issue
+
+    with get_sessionmaker()() as session:
+        try:
+            issued = issue(session, args.tenant, admin=args.admin)
+        except ValueError as exc:
+            parser.error(str(exc))
+        session.commit()
+    print(issued.token)
+    return 0
+
+
+def reap(argv: list[str]) -> int:
+    """Requeue jobs of lost workers and publish queued jobs the broker never got, once (or,
+    with --loop, every reaper_interval_s until interrupted)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m app reap",
+        description="Requeue jobs whose worker died; dispatch queued jobs never dispatched.",
+    )
+    parser.add_argument("--loop", action="store_true", help="keep reaping every interval")
+    args = parser.parse_args(argv)
+
+    import time
+
+    from app.services.reaper import reap_once
+    from app.settings import get_settings
+
+    log = logging.getLogger("scalpel.reaper")
+    while True:
+        report = reap_once()
+        log.info(
+            "reaped: %d requeued, %d failed, %d alive, %d dispatched, %d undispatched",
+            len(report.requeued), len(report.failed), len(report.alive),
+            len(report.dispatched), report.undispatched,
+        )  # fmt: skip
+        if not args.loop:
+            return 0
+        time.sleep(max(get_settings().reaper_interval_s, 1.0))
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "migrate": migrate,
+    "serve": serve,
+    "create-api-key": create_api_key,
+    "reap": reap,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's own options")
     args = parser.parse_args(argv)
-    return COMMANDS[args.command]()
+    return COMMANDS[args.command](args.args)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""Route dependencies: the request's session (committed before the response) and settings."""
+"""Route dependencies: the request's session (committed before the response), settings, and
+the caller named by the request's API key."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.db.session import get_session
+from app.services.api_keys import authenticate
 from app.settings import Settings
+from app.tenancy import Caller
 
 
 def app_settings(request: Request) -> Settings:
@@ -19,3 +23,21 @@ def app_settings(request: Request) -> Settings:
 # scope="function": commit (and the after-commit hooks) run before the response is sent.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+# auto_error=False: a missing or malformed key is our 401 problem, not FastAPI's 403.
+bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="`Bearer sk_...`")
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKey", description="The key alone."
+)
+
+
+def current_caller(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    header_key: Annotated[str | None, Depends(api_key_header)],
+) -> Caller:
+    token = credentials.credentials if credentials is not None else header_key
+    return authenticate(session, token)
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -65,3 +65,14 @@ class ServiceUnavailable(ApiError):
     status = 503
     code = "service_unavailable"
     title = "Service unavailable"
+
+
+class Unauthenticated(ApiError):
+    """401 with `WWW-Authenticate: Bearer`, whatever was wrong with the key."""
+
+    status = 401
+    code = "unauthenticated"
+    title = "Unauthenticated"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})

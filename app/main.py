@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from app.body_limits import ContentLengthLimit
+from app.concurrency import InflightLimit
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
 from app.routes import artifacts, datasets, health, jobs, models
@@ -30,6 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ContentLengthLimit,
         default=JSON_BODY_LIMIT_BYTES,
         prefixes={"/v1/models": model_limit, "/v1/datasets": dataset_limit},
+    )
+    app.add_middleware(
+        InflightLimit, limit=settings.max_inflight_requests, exempt=("/healthz",)
     )
     app.include_router(health.router)
     app.include_router(jobs.router, max_body_size=JSON_BODY_LIMIT_BYTES)

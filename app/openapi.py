@@ -1,4 +1,6 @@
-"""OpenAPI: declare problem responses, and publish them as application/problem+json."""
+"""OpenAPI: declare problem responses, and publish them as application/problem+json. The API
+key schemes (bearer, X-API-Key) come from the security dependencies in app.deps; every
+operation that needs a key also declares its 401 problem."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from app.schemas.common import Problem
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+UNAUTHENTICATED = {"description": "Missing, unknown or revoked API key (problem+json)"}
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -32,6 +35,8 @@ def install_openapi(app: FastAPI) -> None:
         schemas.setdefault("Problem", Problem.model_json_schema())
         for path_item in schema.get("paths", {}).values():
             for op in path_item.values():
+                if op.get("security"):
+                    op.setdefault("responses", {}).setdefault("401", UNAUTHENTICATED)
                 for status, response in op.get("responses", {}).items():
                     if not status.isdigit() or int(status) < 400:
                         continue

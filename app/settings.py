@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     default_page_size: int = 50
     max_page_size: int = 200
+    # Requests admitted at once per API process (the rest wait without holding a thread or a
+    # database connection); keep it at or below the database pool (10 + 20 overflow).
+    max_inflight_requests: int = Field(default=24, ge=1, le=30)
+
+    # Reliability (no job lost). A running job's worker writes heartbeat_at every
+    # heartbeat_interval_s (0: off); the reaper, every reaper_interval_s inside each worker
+    # process (0: off) and on `python -m app reap`, requeues a running job whose heartbeat is
+    # older than heartbeat_stale_s (or fails it, worker_lost, after max_attempts starts), and
+    # publishes queued jobs never handed to the broker (left dispatch_grace_s for the API's own
+    # after-commit publish) or handed over more than dispatch_stale_s ago and still queued.
+    heartbeat_interval_s: float = Field(default=10.0, ge=0)
+    heartbeat_stale_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    reaper_interval_s: float = Field(default=30.0, ge=0)
+    dispatch_grace_s: float = Field(default=10.0, ge=0)
+    dispatch_stale_s: float = Field(default=6 * 3600.0, gt=0)
 
     @property
     def effective_broker_url(self) -> str:

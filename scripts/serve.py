@@ -1,7 +1,8 @@
 """`make serve`: migrate, then run the API and one worker in the foreground on the configured
 database and broker (the embedded default, SQLite and a filesystem broker, when none is set).
 
-Ctrl-C (or SIGTERM) stops both. The demo starts this script too.
+Ctrl-C (or SIGTERM) stops both. The demo starts this script too. Every endpoint but health
+needs an API key: `python -m app create-api-key --tenant NAME` prints one.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> int:
         subprocess.Popen(worker_command(), cwd=ROOT, env=env, start_new_session=True),
         subprocess.Popen(api_command(), cwd=ROOT, env=env, start_new_session=True),
     ]
+    log.info("API keys: python -m app create-api-key --tenant NAME [--admin]")
     stopping = False
 
     def _stop(_sig: int, _frame: object) -> None:

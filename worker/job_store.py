@@ -7,7 +7,6 @@ ORM objects bound to a session that has closed.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from sqlalchemy import Connection, Engine, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
+from app.db.locks import advisory_key
 from app.db.models import Artifact, Job, JobEvent, UploadedDataset, UploadedModel
 from app.storage import StoredObject
 
@@ -61,12 +61,6 @@ class DatasetRecord:
     num_rows: int
 
 
-def advisory_key(job_id: uuid.UUID) -> int:
-    """A signed 64-bit key for pg_try_advisory_lock, stable per job."""
-    digest = hashlib.sha256(b"scalpel.job:" + job_id.bytes).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 class JobStore:
     def __init__(self, session_factory: SessionFactory) -> None:
         self._factory = session_factory
@@ -80,6 +74,15 @@ class JobStore:
         except BaseException:
             session.rollback()
             raise
+        finally:
+            session.close()
+
+    def thread_safe(self) -> bool:
+        """True when sessions come from an Engine's pool, so another thread (the heartbeat)
+        may open its own; False for sessions sharing one Connection (tests)."""
+        session = self._factory()
+        try:
+            return isinstance(session.get_bind(), Engine)
         finally:
             session.close()
 
@@ -149,6 +152,7 @@ class JobStore:
                 return ClaimResult(None, "failed")
             job.status = "running"
             job.started_at = now
+            job.heartbeat_at = now
             job.attempts += 1
             job.worker_id = worker_id[:255]
             job.progress = 0.0
@@ -204,6 +208,18 @@ class JobStore:
                 job.metrics = {**(job.metrics or {}), **metrics}
             self._terminal(s, job, status, code=code, message=message)
             return status
+
+    def heartbeat(self, job_id: uuid.UUID) -> bool:
+        """Record that the worker running the job is alive; False once the job is no longer
+        running (finished, or requeued by the reaper)."""
+        with self._session() as s:
+            done = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running")
+                .values(heartbeat_at=utcnow())
+                .returning(Job.id)
+            )
+            return done.first() is not None
 
     # --- progress ----------------------------------------------------------------------------
 

@@ -19,12 +19,12 @@ from pydantic import ValidationError
 
 from app.settings import Settings, get_settings
 from app.storage import get_store
+from worker.heartbeat import Heartbeat
 from worker.job_store import JobStore, SessionFactory
 from worker.pipelines.errors import JobCanceled, PipelineError
 from worker.pipelines.progress import BaseReporter
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 3
 
 
 class DbReporter(BaseReporter):
@@ -86,7 +86,7 @@ def run_job(
         if not mine:
             log.warning("job %s is running in another process; skipping this delivery", jid)
             return jobs.status(jid) or "missing"
-        claim = jobs.claim(jid, worker_id(), max_attempts=MAX_ATTEMPTS)
+        claim = jobs.claim(jid, worker_id(), max_attempts=settings.max_attempts)
         if claim.job is None:
             log.info("job %s not run: status %s", jid, claim.status)
             return claim.status or "missing"
@@ -104,7 +104,11 @@ def run_job(
             )
             return stored.sha256
 
+        # Sessions sharing one connection (tests) cannot be used from a second thread.
+        interval = settings.heartbeat_interval_s if jobs.thread_safe() else 0.0
+        heartbeat = Heartbeat(lambda: jobs.heartbeat(jid), interval, name=f"heartbeat {jid}")
         try:
+            heartbeat.start()
             spec = JobSpec.model_validate(claim.job.spec)
             ctx = PipelineContext(
                 settings=settings,
@@ -136,4 +140,5 @@ def run_job(
                 jid, "failed", code="internal_error", message=f"{type(e).__name__}: {e}"[:4000]
             )
         finally:
+            heartbeat.stop()
             shutil.rmtree(scratch, ignore_errors=True)

@@ -15,9 +15,11 @@ from app.pagination import Cursor
 from app.repositories.keyset import page
 
 
-def create_queued(session: Session, spec: dict[str, Any], webhook_url: str | None) -> Job:
+def create_queued(
+    session: Session, tenant_id: uuid.UUID, spec: dict[str, Any], webhook_url: str | None
+) -> Job:
     job = Job(
-        id=uuid.uuid4(), status="queued", progress=0.0, spec=spec, metrics={},
+        id=uuid.uuid4(), tenant_id=tenant_id, status="queued", progress=0.0, spec=spec, metrics={},
         webhook_url=webhook_url, cancel_requested=False, attempts=0,
     )  # fmt: skip
     session.add(job)
@@ -36,17 +38,25 @@ def add_event(
     return event
 
 
-def get(session: Session, job_id: uuid.UUID, *, for_update: bool = False) -> Job | None:
+def get(
+    session: Session, job_id: uuid.UUID, *, tenant_id: uuid.UUID | None, for_update: bool = False
+) -> Job | None:
+    """tenant_id None: any tenant's job (admin)."""
     stmt = select(Job).where(Job.id == job_id)
+    if tenant_id is not None:
+        stmt = stmt.where(Job.tenant_id == tenant_id)
     if for_update:
         stmt = stmt.with_for_update()
     return session.scalars(stmt).one_or_none()
 
 
 def list_page(
-    session: Session, *, status: str | None, cursor: Cursor | None, limit: int
-) -> tuple[list[Job], Cursor | None]:
+    session: Session, *, tenant_id: uuid.UUID | None, status: str | None, cursor: Cursor | None,
+    limit: int,
+) -> tuple[list[Job], Cursor | None]:  # fmt: skip
     stmt = select(Job)
+    if tenant_id is not None:
+        stmt = stmt.where(Job.tenant_id == tenant_id)
     if status is not None:
         stmt = stmt.where(Job.status == status)
     return page(session, stmt, Job, cursor, limit)

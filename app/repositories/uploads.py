@@ -1,4 +1,4 @@
-"""Uploaded model and data set queries."""
+"""Uploaded model and data set queries; tenant_id None reads every tenant's (admin)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,22 @@ def add_model(session: Session, model: UploadedModel) -> UploadedModel:
     return model
 
 
-def get_model(session: Session, model_id: uuid.UUID) -> UploadedModel | None:
-    return session.get(UploadedModel, model_id)
+def get_model(
+    session: Session, model_id: uuid.UUID, *, tenant_id: uuid.UUID | None
+) -> UploadedModel | None:
+    stmt = select(UploadedModel).where(UploadedModel.id == model_id)
+    if tenant_id is not None:
+        stmt = stmt.where(UploadedModel.tenant_id == tenant_id)
+    return session.scalars(stmt).one_or_none()
 
 
 def list_models(
-    session: Session, cursor: Cursor | None, limit: int
+    session: Session, cursor: Cursor | None, limit: int, *, tenant_id: uuid.UUID | None
 ) -> tuple[list[UploadedModel], Cursor | None]:
-    return page(session, select(UploadedModel), UploadedModel, cursor, limit)
+    stmt = select(UploadedModel)
+    if tenant_id is not None:
+        stmt = stmt.where(UploadedModel.tenant_id == tenant_id)
+    return page(session, stmt, UploadedModel, cursor, limit)
 
 
 def add_dataset(session: Session, dataset: UploadedDataset) -> UploadedDataset:
@@ -34,11 +42,19 @@ def add_dataset(session: Session, dataset: UploadedDataset) -> UploadedDataset:
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: uuid.UUID) -> UploadedDataset | None:
-    return session.get(UploadedDataset, dataset_id)
+def get_dataset(
+    session: Session, dataset_id: uuid.UUID, *, tenant_id: uuid.UUID | None
+) -> UploadedDataset | None:
+    stmt = select(UploadedDataset).where(UploadedDataset.id == dataset_id)
+    if tenant_id is not None:
+        stmt = stmt.where(UploadedDataset.tenant_id == tenant_id)
+    return session.scalars(stmt).one_or_none()
 
 
 def list_datasets(
-    session: Session, cursor: Cursor | None, limit: int
+    session: Session, cursor: Cursor | None, limit: int, *, tenant_id: uuid.UUID | None
 ) -> tuple[list[UploadedDataset], Cursor | None]:
-    return page(session, select(UploadedDataset), UploadedDataset, cursor, limit)
+    stmt = select(UploadedDataset)
+    if tenant_id is not None:
+        stmt = stmt.where(UploadedDataset.tenant_id == tenant_id)
+    return page(session, stmt, UploadedDataset, cursor, limit)

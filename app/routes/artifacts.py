@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import FileResponse
 
-from app.deps import SessionDep, SettingsDep
+from app.deps import CallerDep, SessionDep, SettingsDep
 from app.openapi import problems
 from app.schemas.artifacts import ArtifactList, ArtifactOut
 from app.services import artifacts as service
@@ -16,8 +16,8 @@ router = APIRouter(tags=["artifacts"])
 
 
 @router.get("/v1/jobs/{job_id}/artifacts", response_model=ArtifactList, responses=problems(404))
-def job_artifacts(job_id: str, session: SessionDep) -> ArtifactList:
-    return ArtifactList(items=[ArtifactOut.of(a) for a in service.for_job(session, job_id)])
+def job_artifacts(job_id: str, session: SessionDep, caller: CallerDep) -> ArtifactList:
+    return ArtifactList(items=[ArtifactOut.of(a) for a in service.for_job(session, job_id, caller)])
 
 
 DOWNLOAD_PATH = "/v1/artifacts/{artifact_id}"
@@ -40,11 +40,12 @@ def download_artifact(
     artifact_id: str,
     session: SessionDep,
     settings: SettingsDep,
+    caller: CallerDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Streams the file. Headers: ETag and X-Checksum-SHA256 (hex) and Repr-Digest
     (RFC 9530) of the whole file; honours Range (206/416) and If-None-Match (304)."""
-    dl = service.download(session, settings, artifact_id)
+    dl = service.download(session, settings, artifact_id, caller)
     if service.etag_matches(if_none_match, dl.etag):
         return Response(status_code=304, headers=dl.headers)
     return FileResponse(

@@ -4,38 +4,49 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
-from app.deps import SessionDep, SettingsDep
+from app.deps import CallerDep, SessionDep, SettingsDep
+from app.idempotency import IdempotencyKeyHeader, respond
 from app.openapi import problems
 from app.schemas.uploads import ModelOut, ModelPage
 from app.services import models as service
+from app.services.idempotency import upload_sha256
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.post("", status_code=201, response_model=ModelOut, responses=problems(413, 422))
+@router.post("", status_code=201, response_model=ModelOut, responses=problems(409, 413, 422))
 def upload_model(
     file: Annotated[UploadFile, File(description="An HF model folder as .zip or .tar.gz.")],
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    caller: CallerDep,
     name: Annotated[str | None, Form(max_length=255)] = None,
-) -> ModelOut:
-    model = service.upload(session, settings, file.file, file.filename or "model", name)
-    return ModelOut.of(model)
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    filename = file.filename or "model"
+    return respond(
+        session, caller, request, idempotency_key, status=201,
+        body_sha256=lambda: upload_sha256(file.file, {"filename": filename, "name": name}),
+        run=lambda: ModelOut.of(service.upload(session, settings, file.file, filename, name,
+                                               caller)),
+    )  # fmt: skip
 
 
 @router.get("", response_model=ModelPage, responses=problems(422))
 def list_models(
     session: SessionDep,
     settings: SettingsDep,
+    caller: CallerDep,
     limit: Annotated[int | None, Query(ge=1)] = None,
     page_token: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ModelPage:
-    items, token = service.list_models(session, settings, limit, page_token)
+    items, token = service.list_models(session, settings, caller, limit, page_token)
     return ModelPage(items=[ModelOut.of(m) for m in items], next_page_token=token)
 
 
 @router.get("/{model_id}", response_model=ModelOut, responses=problems(404))
-def get_model(model_id: str, session: SessionDep) -> ModelOut:
-    return ModelOut.of(service.get(session, model_id))
+def get_model(model_id: str, session: SessionDep, caller: CallerDep) -> ModelOut:
+    return ModelOut.of(service.get(session, model_id, caller))

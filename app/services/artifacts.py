@@ -15,6 +15,7 @@ from app.repositories import artifacts as artifacts_repo
 from app.services import jobs as jobs_service
 from app.settings import Settings
 from app.storage import get_store
+from app.tenancy import Caller
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,8 @@ class Download:
     headers: dict[str, str]
 
 
-def for_job(session: Session, raw_job_id: str) -> list[Artifact]:
-    job = jobs_service.get(session, raw_job_id)
+def for_job(session: Session, raw_job_id: str, caller: Caller) -> list[Artifact]:
+    job = jobs_service.get(session, raw_job_id, caller)
     return artifacts_repo.for_job(session, job.id)
 
 
@@ -38,9 +39,9 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def download(session: Session, settings: Settings, raw_id: str) -> Download:
+def download(session: Session, settings: Settings, raw_id: str, caller: Caller) -> Download:
     try:
-        artifact = artifacts_repo.get(session, uuid.UUID(raw_id))
+        artifact = artifacts_repo.get(session, uuid.UUID(raw_id), tenant_id=caller.scope)
     except ValueError:
         artifact = None
     if artifact is None:

@@ -16,6 +16,7 @@ from app.services.spool import spooled
 from app.services.tabular import Table, TableError, TableFormat, read_table
 from app.settings import Settings
 from app.storage import get_store
+from app.tenancy import Caller
 
 MIN_ROWS = 8
 MAX_LABELS = 1000
@@ -93,7 +94,9 @@ def check_rows(table: Table, texts: list[str], label: str) -> list[str]:
 def upload(
     session: Session, settings: Settings, stream: BinaryIO, filename: str, *,
     name: str | None, fmt: str | None, text_columns: str | None, label_column: str | None,
+    caller: Caller,
 ) -> UploadedDataset:  # fmt: skip
+    """The data set belongs to the caller's tenant."""
     table_fmt = detect_format(filename, fmt)
     with spooled(stream, settings.work_dir, settings.max_dataset_upload_bytes) as spool:
         try:
@@ -104,17 +107,18 @@ def upload(
         labels = check_rows(table, texts, label)
         stored = get_store(settings).put_file(spool.path)
     dataset = UploadedDataset(
-        id=uuid.uuid4(), name=(name or Path(filename).stem or filename)[:255],
-        filename=filename[:255], format=table_fmt, size_bytes=stored.size_bytes,
-        sha256=stored.sha256, storage_key=stored.key, columns=table.columns,
+        id=uuid.uuid4(), tenant_id=caller.tenant_id,
+        name=(name or Path(filename).stem or filename)[:255], filename=filename[:255],
+        format=table_fmt, size_bytes=stored.size_bytes, sha256=stored.sha256,
+        storage_key=stored.key, columns=table.columns,
         text_columns=texts, label_column=label, labels=labels, num_rows=len(table.rows),
     )  # fmt: skip
     return uploads_repo.add_dataset(session, dataset)
 
 
-def get(session: Session, raw_id: str) -> UploadedDataset:
+def get(session: Session, raw_id: str, caller: Caller) -> UploadedDataset:
     try:
-        dataset = uploads_repo.get_dataset(session, uuid.UUID(raw_id))
+        dataset = uploads_repo.get_dataset(session, uuid.UUID(raw_id), tenant_id=caller.scope)
     except ValueError:
         dataset = None
     if dataset is None:
@@ -123,9 +127,10 @@ def get(session: Session, raw_id: str) -> UploadedDataset:
 
 
 def list_datasets(
-    session: Session, settings: Settings, limit: int | None, page_token: str | None
-) -> tuple[list[UploadedDataset], str | None]:
+    session: Session, settings: Settings, caller: Caller, limit: int | None,
+    page_token: str | None,
+) -> tuple[list[UploadedDataset], str | None]:  # fmt: skip
     items, nxt = uploads_repo.list_datasets(
-        session, decode_token(page_token), check_limit(limit, settings)
+        session, decode_token(page_token), check_limit(limit, settings), tenant_id=caller.scope
     )
     return items, encode_token(nxt) if nxt else None

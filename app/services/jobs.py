@@ -16,6 +16,7 @@ from app.repositories import uploads as uploads_repo
 from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, JobSpec, unsupported_fields
 from app.services.dispatch import enqueue_and_mark_dispatched
 from app.settings import Settings
+from app.tenancy import Caller
 
 DATA_DIR_DATASETS = ("sst2", "agnews", "rte")
 
@@ -27,11 +28,12 @@ def parse_id(raw: str) -> uuid.UUID | None:
         return None
 
 
-def _check_model(session: Session, spec: JobSpec) -> UploadedModel | None:
+def _check_model(session: Session, spec: JobSpec, tenant_id: uuid.UUID) -> UploadedModel | None:
+    """Built-in, or uploaded by the job's own tenant (another tenant's is not found)."""
     if spec.model in BUILTIN_MODELS:
         return None
     model_id = parse_id(spec.model)
-    model = uploads_repo.get_model(session, model_id) if model_id else None
+    model = uploads_repo.get_model(session, model_id, tenant_id=tenant_id) if model_id else None
     if model is None:
         raise NotFound(
             f"no built-in or uploaded model {spec.model!r}; built-ins: "
@@ -46,7 +48,9 @@ def _check_model(session: Session, spec: JobSpec) -> UploadedModel | None:
     return model
 
 
-def _check_dataset(session: Session, spec: JobSpec, settings: Settings) -> None:
+def _check_dataset(
+    session: Session, spec: JobSpec, settings: Settings, tenant_id: uuid.UUID
+) -> None:
     name = spec.dataset.name
     if name in BUILTIN_DATASETS:
         if name in DATA_DIR_DATASETS and not (settings.data_dir / name / "train.tsv").is_file():
@@ -56,7 +60,9 @@ def _check_dataset(session: Session, spec: JobSpec, settings: Settings) -> None:
             )  # fmt: skip
         return
     dataset_id = parse_id(name)
-    dataset = uploads_repo.get_dataset(session, dataset_id) if dataset_id else None
+    dataset = (
+        uploads_repo.get_dataset(session, dataset_id, tenant_id=tenant_id) if dataset_id else None
+    )
     if dataset is None:
         raise NotFound(
             f"no built-in or uploaded data set {name!r}; built-ins: "
@@ -93,12 +99,13 @@ def _check_supported(spec: JobSpec) -> None:
         )  # fmt: skip
 
 
-def submit(session: Session, spec: JobSpec, settings: Settings) -> Job:
-    _check_model(session, spec)
-    _check_dataset(session, spec, settings)
+def submit(session: Session, spec: JobSpec, settings: Settings, caller: Caller) -> Job:
+    """The job belongs to the caller's tenant, an admin's too."""
+    _check_model(session, spec, caller.tenant_id)
+    _check_dataset(session, spec, settings, caller.tenant_id)
     _check_supported(spec)
     webhook = str(spec.webhook_url) if spec.webhook_url is not None else None
-    job = jobs_repo.create_queued(session, spec.model_dump(mode="json"), webhook)
+    job = jobs_repo.create_queued(session, caller.tenant_id, spec.model_dump(mode="json"), webhook)
     job_id = job.id
     after_commit(session, lambda: _dispatch(session, job_id))
     return job
@@ -108,37 +115,43 @@ def _dispatch(session: Session, job_id: uuid.UUID) -> None:
     enqueue_and_mark_dispatched(session, job_id)
 
 
-def get(session: Session, raw_id: str, *, for_update: bool = False) -> Job:
+def get(session: Session, raw_id: str, caller: Caller, *, for_update: bool = False) -> Job:
+    """Another tenant's job is not found, like one that does not exist."""
     job_id = parse_id(raw_id)
-    job = jobs_repo.get(session, job_id, for_update=for_update) if job_id else None
+    job = (
+        jobs_repo.get(session, job_id, tenant_id=caller.scope, for_update=for_update)
+        if job_id
+        else None
+    )
     if job is None:
         raise NotFound(f"no job {raw_id!r}", code="job_not_found")
     return job
 
 
 def list_jobs(
-    session: Session, settings: Settings, *, limit: int | None, page_token: str | None,
-    status: str | None,
+    session: Session, settings: Settings, caller: Caller, *, limit: int | None,
+    page_token: str | None, status: str | None,
 ) -> tuple[list[Job], str | None]:  # fmt: skip
     n = check_limit(limit, settings)
     jobs, nxt = jobs_repo.list_page(
-        session, status=status, cursor=decode_token(page_token), limit=n
+        session, tenant_id=caller.scope, status=status, cursor=decode_token(page_token), limit=n
     )
     return jobs, encode_token(nxt) if nxt else None
 
 
 def events(
-    session: Session, settings: Settings, raw_id: str, *, after: int | None, limit: int | None
-) -> tuple[list[JobEvent], int | None]:
-    job = get(session, raw_id)
+    session: Session, settings: Settings, raw_id: str, caller: Caller, *, after: int | None,
+    limit: int | None,
+) -> tuple[list[JobEvent], int | None]:  # fmt: skip
+    job = get(session, raw_id, caller)
     n = check_limit(limit, settings)
     items = jobs_repo.events_after(session, job.id, after, n)
     return items, items[-1].id if len(items) == n else None
 
 
-def cancel(session: Session, raw_id: str) -> Job:
+def cancel(session: Session, raw_id: str, caller: Caller) -> Job:
     """queued: canceled now. running: the worker stops at its next step. Otherwise 409."""
-    job = get(session, raw_id, for_update=True)
+    job = get(session, raw_id, caller, for_update=True)
     if job.status in TERMINAL_STATUSES:
         raise Conflict(f"job already {job.status}", code="job_finished")
     if job.status == "queued":

@@ -16,6 +16,7 @@ from app.services.model_inspect import inspect_archive
 from app.services.spool import spooled
 from app.settings import Settings
 from app.storage import get_store
+from app.tenancy import Caller
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 
@@ -29,8 +30,10 @@ def _default_name(filename: str) -> str:
 
 
 def upload(
-    session: Session, settings: Settings, stream: BinaryIO, filename: str, name: str | None
-) -> UploadedModel:
+    session: Session, settings: Settings, stream: BinaryIO, filename: str, name: str | None,
+    caller: Caller,
+) -> UploadedModel:  # fmt: skip
+    """The model belongs to the caller's tenant."""
     with spooled(stream, settings.work_dir, settings.max_model_upload_bytes) as spool:
         try:
             fmt = sniff_format(spool.path)
@@ -42,17 +45,17 @@ def upload(
             raise Unprocessable(exc.message, code=exc.code, field="file") from exc
         stored = get_store(settings).put_file(spool.path)
     model = UploadedModel(
-        id=uuid.uuid4(), name=(name or _default_name(filename))[:255], filename=filename[:255],
-        archive_format=fmt, size_bytes=stored.size_bytes, sha256=stored.sha256,
-        storage_key=stored.key, architecture=info.architecture, num_labels=info.num_labels,
-        num_parameters=info.num_parameters, config=info.config,
+        id=uuid.uuid4(), tenant_id=caller.tenant_id, name=(name or _default_name(filename))[:255],
+        filename=filename[:255], archive_format=fmt, size_bytes=stored.size_bytes,
+        sha256=stored.sha256, storage_key=stored.key, architecture=info.architecture,
+        num_labels=info.num_labels, num_parameters=info.num_parameters, config=info.config,
     )  # fmt: skip
     return uploads_repo.add_model(session, model)
 
 
-def get(session: Session, raw_id: str) -> UploadedModel:
+def get(session: Session, raw_id: str, caller: Caller) -> UploadedModel:
     try:
-        model = uploads_repo.get_model(session, uuid.UUID(raw_id))
+        model = uploads_repo.get_model(session, uuid.UUID(raw_id), tenant_id=caller.scope)
     except ValueError:
         model = None
     if model is None:
@@ -61,9 +64,10 @@ def get(session: Session, raw_id: str) -> UploadedModel:
 
 
 def list_models(
-    session: Session, settings: Settings, limit: int | None, page_token: str | None
-) -> tuple[list[UploadedModel], str | None]:
+    session: Session, settings: Settings, caller: Caller, limit: int | None,
+    page_token: str | None,
+) -> tuple[list[UploadedModel], str | None]:  # fmt: skip
     items, nxt = uploads_repo.list_models(
-        session, decode_token(page_token), check_limit(limit, settings)
+        session, decode_token(page_token), check_limit(limit, settings), tenant_id=caller.scope
     )
     return items, encode_token(nxt) if nxt else None

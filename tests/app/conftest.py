@@ -1,5 +1,6 @@
 """API fixtures: the FastAPI app on the real PostgreSQL (one rolled-back transaction per
-test) with isolated storage, work, broker and data folders."""
+test) with isolated storage, work, broker and data folders, and clients that send an API key
+for a tenant made in the test's transaction."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from sqlalchemy.orm import Session
 from app.db.models import Artifact, Job, JobEvent, UploadedDataset, UploadedModel
 from app.db.session import AFTER_COMMIT_KEY, get_session, run_after_commit
 from app.main import create_app
+from app.services.api_keys import IssuedKey
 from app.settings import Settings
 from tests.conftest import _clear_caches
+from tests.factories.tenants import auth, make_api_key
 
 MakeClient = Callable[..., TestClient]
 
@@ -38,10 +41,17 @@ def session_override(session: Session) -> Callable[[], Iterator[Session]]:
 
 
 @pytest.fixture
+def api_key(db_session: Session) -> IssuedKey:
+    """The key the clients send unless told otherwise: tenant "tenant-a"."""
+    return make_api_key(db_session, "tenant-a")
+
+
+@pytest.fixture
 def make_client(
-    settings_env: Path, db_session: Session, monkeypatch: pytest.MonkeyPatch
+    settings_env: Path, db_session: Session, monkeypatch: pytest.MonkeyPatch, api_key: IssuedKey
 ) -> Iterator[MakeClient]:
-    """make_client(**env): a TestClient on an app built with these extra settings."""
+    """make_client(key=..., **env): a TestClient on an app built with these extra settings
+    that sends `key` (default: the api_key fixture's; None: no key)."""
     data_dir = settings_env / "data"
     (data_dir / "sst2").mkdir(parents=True)
     (data_dir / "sst2" / "train.tsv").write_text("sentence\tlabel\ngood\t1\n")
@@ -50,13 +60,14 @@ def make_client(
     monkeypatch.setenv("DATA_DIR", str(data_dir))
     clients: list[TestClient] = []
 
-    def _make(**env: str) -> TestClient:
-        for key, value in env.items():
-            monkeypatch.setenv(key.upper(), value)
+    def _make(*, key: IssuedKey | None = api_key, **env: str) -> TestClient:
+        for name, value in env.items():
+            monkeypatch.setenv(name.upper(), value)
         _clear_caches()
         app: FastAPI = create_app(Settings())
         app.dependency_overrides[get_session] = session_override(db_session)
-        client = TestClient(app, raise_server_exceptions=True)
+        headers = auth(key) if key is not None else None
+        client = TestClient(app, raise_server_exceptions=True, headers=headers)
         clients.append(client)
         return client
 

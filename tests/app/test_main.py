@@ -2,20 +2,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Engine, create_engine, inspect, text
 
 import app.__main__ as app_main
 from app.main import app, create_app
+from tests.app.conftest import MakeClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_module_level_app_for_uvicorn() -> None:
     assert app.title == "Scalpel"
-    assert set(app_main.COMMANDS) == {"migrate", "serve"}
+    assert {"migrate", "serve", "create-api-key"} <= set(app_main.COMMANDS)
 
 
 def test_openapi_declares_models_and_problems(client: TestClient) -> None:
@@ -50,3 +52,51 @@ def test_python_m_app_migrate_on_sqlite(tmp_path: Path) -> None:
         inspect(engine).get_table_names()
     )
     engine.dispose()
+
+
+def test_create_api_key_prints_a_working_key(
+    pg_url: str, pg_engine: Engine, make_client: MakeClient
+) -> None:
+    """A real process on the test database: stdout is the key and nothing else, the tenant
+    is created once, and the key authenticates as that tenant (an admin with --admin)."""
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    env = {"DATABASE_URL": pg_url, "PATH": "/usr/bin:/bin"}
+
+    def create(*extra: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", "create-api-key", "--tenant", tenant, *extra],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.endswith("\n") and proc.stdout.count("\n") == 1
+        return proc.stdout.strip()
+
+    try:
+        key, admin_key = create(), create("--admin")
+        assert key.startswith("sk_") and key != admin_key
+        with pg_engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT k.is_admin, k.hash FROM api_key k JOIN tenant t ON t.id = k.tenant_id"
+                    " WHERE t.name = :name ORDER BY k.is_admin"
+                ),
+                {"name": tenant},
+            ).all()
+        assert [r.is_admin for r in rows] == [False, True]
+        assert all(key not in r.hash and admin_key not in r.hash for r in rows)
+        client = make_client(key=None)
+        assert client.get("/v1/jobs", headers={"X-API-Key": key}).status_code == 200
+        assert client.get("/v1/jobs", headers={"X-API-Key": "sk_0_x"}).status_code == 401
+    finally:
+        with pg_engine.begin() as conn:
+            conn.execute(text("DELETE FROM tenant WHERE name = :name"), {"name": tenant})
+
+
+def test_create_api_key_needs_a_tenant_name(tmp_path: Path) -> None:
+    for args in ([], ["--tenant", "  "]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", "create-api-key", *args], cwd=ROOT,
+            env={"DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}", "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 2 and proc.stdout == ""

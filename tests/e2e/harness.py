@@ -69,6 +69,21 @@ def worker_args() -> list[str]:
     ]  # fmt: skip
 
 
+def create_api_key(env: Mapping[str, str], tenant: str = "e2e") -> str:
+    """A key made the documented way, `python -m app create-api-key`, on env's database."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "create-api-key", "--tenant", tenant], cwd=ROOT,
+        env=dict(env), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def authorize(client: httpx.Client, key: str) -> httpx.Client:
+    client.headers["Authorization"] = f"Bearer {key}"
+    return client
+
+
 def wait_ready(
     client: httpx.Client, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 120
 ) -> None:

@@ -10,7 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import base_env, free_port, process, wait_job, wait_ready
+from tests.e2e.harness import (
+    authorize,
+    base_env,
+    create_api_key,
+    free_port,
+    process,
+    wait_job,
+    wait_ready,
+)
 from tests.e2e.test_redis_postgres import download, tiny_job, upload_tiny_model
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +32,9 @@ def test_embedded_default_runs_a_job(tmp_path: Path) -> None:
         process([sys.executable, "scripts/serve.py"], env, log) as serve,
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
     ):
-        wait_ready(client, serve, log)
+        wait_ready(client, serve, log)  # serve.py has migrated the database
+        assert client.get("/v1/jobs").status_code == 401
+        authorize(client, create_api_key(env))
         model_id = upload_tiny_model(client, tmp_path)
         r = client.post("/v1/jobs", json=tiny_job(model_id))
         assert r.status_code == 202, r.text

@@ -17,7 +17,16 @@ import redis
 
 from alembic import command
 from tests.conftest import alembic_config, create_database, drop_database
-from tests.e2e.harness import base_env, free_port, process, wait_job, wait_ready, worker_args
+from tests.e2e.harness import (
+    authorize,
+    base_env,
+    create_api_key,
+    free_port,
+    process,
+    wait_job,
+    wait_ready,
+    worker_args,
+)
 from tests.factories.tiny_bert import archive, write_tiny_bert
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +62,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[httpx.Client, list[Path]]]:
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
         ):
             wait_ready(client, api, logs[0])
-            yield client, logs
+            yield authorize(client, create_api_key(env)), logs
     finally:
         drop_database(name)
 

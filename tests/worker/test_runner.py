@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Artifact, Job, JobEvent, UploadedModel
 from app.settings import Settings
 from app.storage import LocalStore
+from tests.factories.tenants import default_tenant_id
 from tests.factories.tiny_bert import archive, write_sst2_like, write_tiny_bert
 from worker.job_store import advisory_key
 from worker.runner import run_job
@@ -55,6 +56,7 @@ def make_files(tmp_path: Path) -> tuple[Settings, LocalStore, UploadedModel]:
 @pytest.fixture
 def env(tmp_path: Path, db_session: Session) -> dict[str, Any]:
     settings, store, model = make_files(tmp_path)
+    model.tenant_id = default_tenant_id(db_session)
     db_session.add(model)
     db_session.flush()
 
@@ -66,6 +68,7 @@ def env(tmp_path: Path, db_session: Session) -> dict[str, Any]:
 
 def add_job(db: Session, spec: dict[str, Any], **fields: Any) -> uuid.UUID:
     values: dict[str, Any] = {
+        "tenant_id": default_tenant_id(db),
         "status": "queued",
         "progress": 0.0,
         "metrics": {},
@@ -142,6 +145,7 @@ def test_job_succeeds_and_artifacts_match_report(
         "quantize",
         "evaluate",
         "measure",
+        "export",
         "package",
     ]
     progress = [e.progress for e in events if e.kind in ("stage", "progress")]
@@ -151,7 +155,17 @@ def test_job_succeeds_and_artifacts_match_report(
     arts = {
         a.kind: a for a in db_session.scalars(select(Artifact).where(Artifact.job_id == job_id))
     }
-    assert set(arts) == {"model", "model_int8", "report"}
+    assert set(arts) == {
+        "model",
+        "model_int8",
+        "report",
+        "model_onnx",
+        "model_int8_onnx",
+        "report_md",
+        "plot_sparsity",
+        "plot_accuracy",
+        "plot_latency_size",
+    }
     store: LocalStore = env["store"]
     for a in arts.values():
         data = store.local_path(a.storage_key).read_bytes()
@@ -159,6 +173,8 @@ def test_job_succeeds_and_artifacts_match_report(
     assert arts["report"].media_type == "application/json"
     assert arts["model"].media_type == "application/gzip"
     assert arts["model"].filename == "model.tar.gz"
+    assert arts["model_onnx"].filename == "model.onnx"
+    assert arts["report_md"].media_type == "text/markdown"
 
     report = json.loads(store.local_path(arts["report"].storage_key).read_text())
     for key in ("spec", "dense", "compressed", "int8", "stage_seconds", "versions", "max_length"):
@@ -310,6 +326,7 @@ def test_runs_on_the_embedded_sqlite_default(tmp_path: Path) -> None:
         factory = sessionmaker(bind=engine, expire_on_commit=False)
         settings, _, model = make_files(tmp_path)
         with factory() as s:
+            model.tenant_id = default_tenant_id(s)
             s.add(model)
             s.flush()
             job_id = add_job(s, spec(model.id, quantization={"method": "none"}))
@@ -320,7 +337,8 @@ def test_runs_on_the_embedded_sqlite_default(tmp_path: Path) -> None:
             job = s.get(Job, job_id)
             assert job is not None and job.status == "succeeded" and job.progress == 1.0
             kinds = {a.kind for a in s.scalars(select(Artifact).where(Artifact.job_id == job_id))}
-            assert kinds == {"model", "report"}
+            assert kinds >= {"model", "report", "model_onnx", "model_int8_onnx", "report_md"}
+            assert "model_int8" not in kinds
         assert run_job(job_id, session_factory=factory, settings=settings) == "succeeded"
     finally:
         engine.dispose()
@@ -335,6 +353,7 @@ def test_engine_bound_sessions_take_and_release_the_lock(tmp_path: Path, pg_engi
     factory = sessionmaker(bind=pg_engine, expire_on_commit=False)
     settings, _, model = make_files(tmp_path)
     with factory() as s:
+        model.tenant_id = default_tenant_id(s)
         s.add(model)
         s.flush()
         job_id = add_job(s, spec(model.id), cancel_requested=True)

@@ -3,7 +3,8 @@
 load -> finetune_dense (when the model has no trained head, or always/never as asked) ->
 evaluate_dense -> drop_layers (spec.layers) -> prune (one-shot; gradual pruning happens in
 recover) -> recover (fine-tune with the mask held, distillation from the dense teacher when
-enabled) -> quantize (dynamic_int8) -> evaluate -> measure -> package.
+enabled) -> quantize (dynamic_int8) -> evaluate -> measure -> export (ONNX fp32 and int8, parity
+with PyTorch, measured in ONNX Runtime) -> package.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ WEIGHTS = {
     "quantize": 0.5,
     "evaluate": 1.0,
     "measure": 2.0,
+    "export": 2.0,
     "package": 1.0,
 }
+STEP_EVAL_MAX = 512  # dev examples evaluated after each pruning step (for the report's plot)
 
 
 @dataclass
@@ -67,6 +70,8 @@ class RunState:
     kept_layers: list[int] | None = None
     masks: pr.MaskState | None = None
     steps: dict[str, int] = field(default_factory=dict)
+    # dev accuracy right after each pruning step, keyed by (training step, sparsity)
+    prune_accuracy: dict[tuple[int, float], float] = field(default_factory=dict)
     wall_start: float = field(default_factory=time.monotonic)
 
 
@@ -112,7 +117,7 @@ def plan(spec: JobSpec, *, finetune: bool, n_train: int) -> list[tuple[str, floa
         names.append("recover")
     if spec.quantization.method == "dynamic_int8":
         names.append("quantize")
-    names += ["evaluate", "measure", "package"]
+    names += ["evaluate", "measure", "export", "package"]
     return [(n, WEIGHTS[n]) for n in names]
 
 
@@ -139,6 +144,30 @@ def _evaluate(
         max_length=state.spec.dataset.max_length,
         device=device,
     )
+
+
+def _after_prune(state: RunState, ctx: PipelineContext) -> Any:
+    """Records dev accuracy (on at most STEP_EVAL_MAX examples) after a pruning step."""
+
+    def on_pruned(step: int, sparsity: float) -> None:
+        assert state.model is not None and state.data is not None and state.loaded is not None
+        was_training = state.model.training
+        res = evaluate(
+            state.model,
+            state.loaded.tokenizer,
+            state.data.dev[:STEP_EVAL_MAX],
+            state.data.label_names,
+            batch_size=state.spec.training.eval_batch_size,
+            max_length=state.spec.dataset.max_length,
+            device=ctx.device,
+        )
+        state.model.train(was_training)
+        state.prune_accuracy[(step, sparsity)] = res.accuracy
+        log.info(
+            "after pruning to %.3f at step %d: dev accuracy %.4f", sparsity, step, res.accuracy
+        )
+
+    return on_pruned
 
 
 def _progress(ctx: PipelineContext) -> Any:
@@ -248,6 +277,7 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
     if prunes(spec) and not gradual:
         prune_to_target()
         state.masks.applied.append((0, spec.pruning.sparsity))
+        _after_prune(state, ctx)(0, spec.pruning.sparsity)
     steps = recovery_steps(spec, len(train_set))
     if (prunes(spec) or spec.layers is not None) and steps > 0:
         ctx.reporter.stage("recover")
@@ -269,6 +299,7 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
                     config=config,
                     gradients=grads,
                     device=ctx.device,
+                    on_pruned=_after_prune(state, ctx),
                 )
             )
         elif state.masks.hold is not None:

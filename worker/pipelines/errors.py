@@ -35,5 +35,13 @@ class UnsupportedSpec(PipelineError):
     code = "unsupported_spec"
 
 
+class ExportFailed(PipelineError):
+    code = "export_failed"
+
+
+class ExportParityFailed(PipelineError):
+    code = "export_parity_failed"
+
+
 class JobCanceled(Exception):
     """Raised at a step boundary when the job's cancel_requested flag is set."""

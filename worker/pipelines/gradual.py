@@ -39,8 +39,10 @@ class GradualPruning:
         points: list[tuple[int, float]],
         prune_to: Callable[[float], None],
         reapply: Callable[[], None],
+        on_pruned: Callable[[int, float], None] | None = None,
     ) -> None:
         self.pending = sorted(points)
+        self.on_pruned = on_pruned  # called after each pruning step (e.g. to evaluate)
         self.prune_to = prune_to
         self.reapply = reapply
         self.applied: list[tuple[int, float]] = []
@@ -52,6 +54,8 @@ class GradualPruning:
             self.prune_to(sparsity)
             self.applied.append((at if step is None else step, sparsity))
             self.pruned = True
+            if self.on_pruned is not None:
+                self.on_pruned(*self.applied[-1])
 
     def on_step_begin(self, step: int, total: int) -> None:
         self._run_due(step)

@@ -141,6 +141,7 @@ def gradual_callback(
     config: Any,
     gradients: Any,
     device: torch.device,
+    on_pruned: Callable[[int, float], None] | None = None,
 ) -> GradualPruning:
     from worker.compression import cubic_sparsity
 
@@ -152,6 +153,6 @@ def gradual_callback(
     def prune_to(sparsity: float) -> None:
         prune_once(state, spec, sparsity, config=config, gradients=gradients, device=device)
 
-    cb = GradualPruning(points, prune_to, state.reapply)
+    cb = GradualPruning(points, prune_to, state.reapply, on_pruned)
     state.applied = cb.applied
     return cb

@@ -1,4 +1,5 @@
-"""The `measure` and `package` stages: save, measure from the saved files, archive, report.
+"""The `measure`, `export` and `package` stages: save, measure from the saved files, export
+ONNX (see `export_stage`), archive, and write report.json, report.md and its PNG plots.
 
 Sparsity and parameter count are measured on the model re-loaded from the saved
 `model.safetensors` (what the user downloads), not on the in-memory model.
@@ -17,7 +18,9 @@ import torch
 from torch import nn
 
 from worker.pipelines import measure
+from worker.pipelines.export_stage import ONNX_FP32, ONNX_INT8, export_stage
 from worker.pipelines.package import make_tar_gz, save_hf_dir, save_int8_dir, weights_file
+from worker.pipelines.report_files import write_report_files
 
 if TYPE_CHECKING:
     from worker.pipelines.compress import RunState
@@ -28,6 +31,7 @@ INT8_ARCHIVE = "model-int8.tar.gz"
 REPORT = "report.json"
 GZIP = "application/gzip"
 JSON = "application/json"
+ONNX = "application/octet-stream"
 
 
 def _cpu(model: nn.Module) -> nn.Module:
@@ -36,10 +40,14 @@ def _cpu(model: nn.Module) -> nn.Module:
 
 
 def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
     import transformers
 
     return {
         "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
     }
@@ -119,6 +127,17 @@ def measure_stage(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
     return m
 
 
+def _applied(state: RunState) -> list[dict[str, Any]]:
+    """Pruning steps, with the dev accuracy measured right after each where recorded."""
+    out: list[dict[str, Any]] = []
+    for step, sparsity in state.masks.applied if state.masks else []:
+        entry: dict[str, Any] = {"step": step, "sparsity": sparsity}
+        if (step, sparsity) in state.prune_accuracy:
+            entry["accuracy"] = state.prune_accuracy[(step, sparsity)]
+        out.append(entry)
+    return out
+
+
 def _eval_block(ev: Any) -> dict[str, Any]:
     return {
         "accuracy": ev.accuracy,
@@ -132,6 +151,7 @@ def package_outputs(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
     assert state.data is not None and state.loaded is not None
     assert state.dense_eval is not None and state.eval is not None
     m = measure_stage(state, ctx)
+    onnx = export_stage(state, ctx)
     ctx.reporter.stage("package")
     spec = state.spec
     out_dir = ctx.scratch / "out"
@@ -144,6 +164,11 @@ def package_outputs(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
         path = make_tar_gz(out_dir / "model-int8", ctx.scratch / INT8_ARCHIVE)
         sha = ctx.add_artifact("model_int8", path, INT8_ARCHIVE, GZIP)
         archives["model_int8"] = {"filename": INT8_ARCHIVE, "sha256": sha}
+    for kind, path, name in (
+        ("model_onnx", onnx.fp32, ONNX_FP32),
+        ("model_int8_onnx", onnx.int8, ONNX_INT8),
+    ):
+        archives[kind] = {"filename": name, "sha256": ctx.add_artifact(kind, path, name, ONNX)}
     ctx.reporter.step(0.8)
     ctx.reporter.end()
     report: dict[str, Any] = {
@@ -173,16 +198,20 @@ def package_outputs(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
             "structure": spec.pruning.structure,
             "scope": spec.pruning.scope,
             "schedule": spec.pruning.schedule.kind,
-            "applied": [
-                {"step": s, "sparsity": v} for s, v in (state.masks.applied if state.masks else [])
-            ],
+            "applied": _applied(state),
         },
+        "onnx": onnx.section,
         "training_steps": state.steps,
         "stage_seconds": dict(ctx.reporter.stage_seconds),
         "total_seconds": round(time.monotonic() - state.wall_start, 3),
         "versions": _versions(),
         "artifacts": archives,
     }
+    for kind, path, media in write_report_files(report, ctx.scratch / "report"):
+        archives[kind] = {
+            "filename": path.name,
+            "sha256": ctx.add_artifact(kind, path, path.name, media),
+        }
     report_path = ctx.scratch / REPORT
     report_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     sha = ctx.add_artifact("report", report_path, REPORT, JSON)
@@ -210,6 +239,13 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         out["int8_accuracy"] = report["int8"]["accuracy"]
         out["int8_size_mb"] = report["int8"]["file_size"]["raw_mb"]
         out["int8_latency_b1_ms"] = report["int8"]["latency_cpu_ms"]["batch_1_ms"]
+    onnx = report.get("onnx")
+    if onnx:
+        out["onnx_accuracy"] = onnx["fp32"]["accuracy"]
+        out["onnx_agreement"] = onnx["fp32"]["parity"]["agreement"]
+        out["onnx_int8_accuracy"] = onnx["int8"]["accuracy"]
+        out["onnx_int8_latency_b1_ms"] = onnx["int8"]["latency_cpu_ms"]["batch_1_ms"]
+        out["onnx_int8_speedup_b1"] = onnx["int8"]["speedup_vs_dense"]["batch_1"]
     return out
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import uuid
 
 import pytest
@@ -10,27 +9,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.db.models import Artifact
-from app.repositories import artifacts as artifacts_repo
-from app.repositories import jobs as jobs_repo
-from app.settings import get_settings
-from app.storage import get_store
+from app.services.api_keys import IssuedKey
+from tests.factories.jobs import make_artifact, make_job
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 SHA = hashlib.sha256(DATA).hexdigest()
 
 
 @pytest.fixture
-def artifact(client: TestClient, db_session: Session) -> Artifact:
-    job = jobs_repo.create_queued(db_session, {"model": "minilm-l6"}, None)
-    stored = get_store(get_settings()).put_stream(io.BytesIO(DATA))
-    art = artifacts_repo.add(
-        db_session,
-        Artifact(job_id=job.id, kind="model", filename="model.tar.gz",
-                 media_type="application/gzip", size_bytes=stored.size_bytes,
-                 sha256=stored.sha256, storage_key=stored.key),
-    )  # fmt: skip
-    db_session.flush()
-    return art
+def artifact(client: TestClient, db_session: Session, api_key: IssuedKey) -> Artifact:
+    return make_artifact(db_session, make_job(db_session, api_key.tenant_id), DATA)
 
 
 def test_job_artifacts_list(client: TestClient, artifact: Artifact) -> None:

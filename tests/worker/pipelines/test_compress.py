@@ -127,6 +127,7 @@ def test_gradual_kd_layers_int8(tmp_path: Path) -> None:
         "quantize",
         "evaluate",
         "measure",
+        "export",
         "package",
     ]
     assert rep.progress_log == sorted(rep.progress_log)
@@ -141,6 +142,63 @@ def test_gradual_kd_layers_int8(tmp_path: Path) -> None:
     with tarfile.open(env["artifacts"]["model_int8"][0]) as t:
         names = set(t.getnames())
     assert {"config.json", "model.int8.safetensors", "quantization.json", "tokenizer.json"} <= names
+    check_onnx_and_report_files(env, report, tmp_path)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _dev_rows(env: dict[str, Any]) -> list[tuple[str, int]]:
+    lines = (env["settings"].data_dir / "sst2" / "dev.tsv").read_text().splitlines()[1:]
+    return [(t, int(y)) for t, y in (line.split("\t") for line in lines)]
+
+
+def _ort_accuracy(path: Path, tokenizer: Any, rows: list[tuple[str, int]], max_len: int) -> float:
+    """Recomputed here from the downloaded .onnx file, one unpadded example at a time."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    hits = 0
+    for text, label in rows:
+        enc = tokenizer(text, truncation=True, max_length=max_len, return_tensors="np")
+        feed = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in names}
+        hits += int(int(sess.run(None, feed)[0].argmax(-1)[0]) == label)
+    return hits / len(rows)
+
+
+def check_onnx_and_report_files(env: dict[str, Any], report: dict[str, Any], tmp: Path) -> None:
+    from transformers import AutoTokenizer
+
+    arts = env["artifacts"]
+    assert arts["model_onnx"][1] == "model.onnx"
+    assert arts["model_int8_onnx"][1] == "model-int8.onnx"
+    onnx = report["onnx"]
+    assert onnx["fp32"]["parity"]["agreement"] >= 0.995
+    assert onnx["int8"]["parity"]["reference"] == "pytorch_int8"
+    assert set(onnx) >= {"dense_fp32", "fp32", "int8", "opset"}
+    assert report["artifacts"]["model_onnx"]["filename"] == "model.onnx"
+    with tarfile.open(arts["model"][0]) as t:
+        t.extractall(tmp / "tok", filter="data")
+    tok = AutoTokenizer.from_pretrained(str(tmp / "tok"))
+    rows = _dev_rows(env)
+    for key, kind in (("fp32", "model_onnx"), ("int8", "model_int8_onnx")):
+        got = _ort_accuracy(arts[kind][0], tok, rows, report["max_length"])
+        assert onnx[key]["accuracy"] == pytest.approx(got)
+        assert onnx[key]["eval_examples"] == len(rows)
+    md = arts["report_md"][0].read_text(encoding="utf-8")
+    assert arts["report_md"][1] == "report.md"
+    assert "| model | runtime | accuracy |" in md and "ONNX Runtime int8" in md
+    assert "## Sparsity per layer" in md and "| encoder layer |" in md
+    assert f"{100 * onnx['fp32']['accuracy']:.2f}%" in md
+    for kind, name in (
+        ("plot_sparsity", "sparsity.png"),
+        ("plot_accuracy", "accuracy.png"),
+        ("plot_latency_size", "latency_size.png"),
+    ):
+        assert arts[kind][1] == name
+        assert arts[kind][0].read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_obert_oneshot_has_trained_head_skips_finetune(tmp_path: Path) -> None:
@@ -164,7 +222,7 @@ def test_method_none_without_layers_skips_prune_and_recover(tmp_path: Path) -> N
     env = make_env(tmp_path)
     s = spec(env["model_id"], pruning={"method": "none"})
     names = [n for n, _ in plan(s, finetune=False, n_train=48)]
-    assert names == ["load", "evaluate_dense", "evaluate", "measure", "package"]
+    assert names == ["load", "evaluate_dense", "evaluate", "measure", "export", "package"]
     s2 = spec(env["model_id"], training={"recovery_max_steps": 0})
     assert "recover" not in [n for n, _ in plan(s2, finetune=True, n_train=48)]
 
@@ -175,3 +233,26 @@ def test_cancel_at_stage_boundary(tmp_path: Path) -> None:
     with pytest.raises(JobCanceled):
         run_pipeline(spec(env["model_id"]), ctx_for(env, tmp_path, rep))
     assert rep.stages[-1] == "evaluate_dense" and not env["artifacts"]
+
+
+def test_export_parity_failure_fails_the_job_with_a_typed_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.worker.pipelines.test_export import _negate_logits
+    from worker.pipelines import export as ex
+    from worker.pipelines.errors import ExportParityFailed
+
+    real_export = ex.export_onnx
+
+    def broken_export(model: Any, tok: Any, dest: Path, **kw: Any) -> Path:
+        return _negate_logits(real_export(model, tok, dest, **kw))
+
+    monkeypatch.setattr(ex, "export_onnx", broken_export)
+    env = make_env(tmp_path, with_head=True)
+    rep = MemoryReporter()
+    with pytest.raises(ExportParityFailed) as err:
+        run_pipeline(spec(env["model_id"], pruning={"method": "none"}), ctx_for(env, tmp_path, rep))
+    assert (
+        err.value.code == "export_parity_failed" and "agrees with pytorch_fp32" in err.value.message
+    )
+    assert rep.stages[-1] == "export" and not env["artifacts"]

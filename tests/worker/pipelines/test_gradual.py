@@ -66,3 +66,14 @@ def test_gradual_schedule_reaches_target_with_mask_held(tiny_model: Any, tokeniz
     assert seen[-1] == pytest.approx(0.7, abs=1e-3)  # target reached, then held to the end
     assert sparsity_of(state.targets).overall == pytest.approx(0.7, abs=1e-3)
     state.release()
+
+
+def test_callback_reports_each_pruning_step() -> None:
+    seen: list[tuple[int, float]] = []
+    cb = GradualPruning(
+        [(2, 0.3), (50, 0.9)], lambda _s: None, lambda: None, lambda s, v: seen.append((s, v))
+    )
+    for step in range(5):
+        cb.on_step_begin(step, 5)
+    cb.on_train_end(5)
+    assert seen == cb.applied == [(2, 0.3), (50, 0.9)]

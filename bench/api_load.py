@@ -1,0 +1,225 @@
+"""Benchmark: the API under read load while a job runs (issue 5).
+
+Starts the production parts on loopback: PostgreSQL (a fresh database), Redis, the API under
+uvicorn (``--workers``), one Celery worker running a real compression job (a tiny BERT with
+enough training steps to outlast the load). Then ``wrk`` (a real HTTP load generator) opens
+200 connections for 60 s: most read one job's status (``GET /v1/jobs/{id}``), the rest list
+jobs (``GET /v1/jobs?limit=20``). It records throughput, p50/p99 latency and errors for each,
+and the job's progress rate (progress per second, read from the API) before and during the
+load. The last line printed is one JSON object.
+
+Usage: ``python bench/api_load.py [--duration 60] [--connections 200] [--api-workers 2]``;
+needs ``wrk`` (Debian's package) on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from alembic import command
+from bench.common import machine
+from tests.conftest import alembic_config, create_database, drop_database
+from tests.e2e.harness import (
+    authorize,
+    base_env,
+    create_api_key,
+    free_port,
+    process,
+    wait_ready,
+    worker_args,
+)
+from tests.factories.tiny_bert import archive, write_tiny_bert
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+LUA = """
+local path = "%s"
+request = function()
+  return wrk.format("GET", path, {["Authorization"] = "Bearer %s"})
+end
+"""
+
+
+def long_job(model_id: str, steps: int) -> dict[str, Any]:
+    return {
+        "model": model_id,
+        "dataset": {"name": "tweets", "max_train_examples": 512, "max_eval_examples": 64,
+                    "max_length": 64},
+        "pruning": {"method": "magnitude", "sparsity": 0.5},
+        "training": {"max_steps": steps, "recovery_max_steps": steps, "batch_size": 16},
+    }  # fmt: skip
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    def ms(value: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+        return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    out: dict[str, Any] = {}
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
+        if m:
+            out[f"p{pct}_ms"] = ms(m.group(1))
+    m = re.search(r"(\d+) requests in ([\d.]+)(s|m)", text)
+    if m:
+        out["requests"] = int(m.group(1))
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["requests_per_s"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    out["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return out
+
+
+def progress_sampler(
+    client: httpx.Client,
+    job_id: str,
+    samples: list[tuple[float, float, str]],
+    stop: threading.Event,
+) -> None:
+    while not stop.is_set():
+        try:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            samples.append((time.monotonic(), float(job["progress"]), str(job["status"])))
+        except httpx.HTTPError:
+            pass
+        stop.wait(1.0)
+
+
+def rate(samples: list[tuple[float, float, str]], start: float, end: float) -> float | None:
+    window = [s for s in samples if start <= s[0] <= end and s[2] == "running"]
+    if len(window) < 2 or window[-1][0] == window[0][0]:
+        return None
+    return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--duration", type=int, default=60)
+    p.add_argument("--connections", type=int, default=200)
+    p.add_argument("--list-share", type=float, default=0.2, help="connections listing jobs")
+    p.add_argument("--api-workers", type=int, default=2)
+    p.add_argument("--job-steps", type=int, default=400)
+    p.add_argument("--baseline", type=int, default=15, help="seconds of progress before load")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    info = machine()
+    print(f"machine: {info}", flush=True)
+    db_name = f"scalpel_load_{int(time.time())}"
+    db_url = create_database(db_name)
+    command.upgrade(alembic_config(db_url), "head")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        env = base_env(tmp, DATABASE_URL=db_url, REDIS_URL=REDIS_URL, PORT=str(port))
+        env["TORCH_THREADS"] = "1"
+        api_args = [
+            sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(args.api_workers), "--no-access-log",
+            "--log-level", "warning",
+        ]  # fmt: skip
+        try:
+            with (
+                process(api_args, env, tmp / "api.log") as api,
+                process(worker_args(), env, tmp / "worker.log"),
+                httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+            ):
+                wait_ready(client, api, tmp / "api.log")
+                key = create_api_key(env, "load")
+                authorize(client, key)
+                folder = write_tiny_bert(tmp / "tiny")
+                path = archive(folder, tmp / "tiny.zip", "zip")
+                with path.open("rb") as f:
+                    r = client.post(
+                        "/v1/models", files={"file": ("tiny.zip", f, "application/zip")}
+                    )
+                r.raise_for_status()
+                model_id = r.json()["id"]
+                r = client.post("/v1/jobs", json=long_job(model_id, args.job_steps))
+                r.raise_for_status()
+                job_id = r.json()["id"]
+                deadline = time.monotonic() + 180
+                while client.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the job did not start")
+                    time.sleep(0.5)
+                samples: list[tuple[float, float, str]] = []
+                stop = threading.Event()
+                sampler = threading.Thread(
+                    target=progress_sampler, args=(client, job_id, samples, stop), daemon=True
+                )
+                sampler.start()
+                t0 = time.monotonic()
+                time.sleep(args.baseline)
+                t1 = time.monotonic()
+                list_conns = max(1, round(args.connections * args.list_share))
+                runs = {
+                    "status": (f"/v1/jobs/{job_id}", args.connections - list_conns),
+                    "list": ("/v1/jobs?limit=20", list_conns),
+                }
+                procs = {}
+                for name, (url_path, conns) in runs.items():
+                    script = tmp / f"{name}.lua"
+                    script.write_text(LUA % (url_path, key))
+                    procs[name] = subprocess.Popen(
+                        ["wrk", "-t1", f"-c{conns}", f"-d{args.duration}s", "--latency",
+                         "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}"],
+                        stdout=subprocess.PIPE, text=True,
+                    )  # fmt: skip
+                raw = {name: proc.communicate()[0] for name, proc in procs.items()}
+                results = {name: parse_wrk(text) for name, text in raw.items()}
+                for name, text in raw.items():
+                    print(f"wrk {name}:\n{text}", flush=True)
+                t2 = time.monotonic()
+                stop.set()
+                sampler.join()
+                client.post(f"/v1/jobs/{job_id}/cancel")
+        finally:
+            drop_database(db_name)
+    for name, (_, conns) in runs.items():
+        results[name]["connections"] = conns
+        print(f"{name}: {json.dumps(results[name])}", flush=True)
+    before, during = rate(samples, t0, t1), rate(samples, t1, t2)
+    errors = sum(r["non_2xx"] + r["socket_errors"] for r in results.values())
+    final = {
+        "status_reads_per_s": results["status"]["requests_per_s"],
+        "status_p50_ms": results["status"].get("p50_ms"),
+        "status_p99_ms": results["status"].get("p99_ms"),
+        "list_reads_per_s": results["list"]["requests_per_s"],
+        "list_p50_ms": results["list"].get("p50_ms"),
+        "list_p99_ms": results["list"].get("p99_ms"),
+        "errors": errors,
+        "job_progress_per_s_before": before,
+        "job_progress_per_s_during": during,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "api_workers": args.api_workers,
+        "wrk": results,
+        "machine": info,
+    }
+    line = json.dumps(final)
+    if args.out is not None:
+        args.out.write_text(line + "\n")
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""ONNX export on a tiny random BERT: parity with PyTorch, the typed parity error, ORT metrics."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from tests.factories.tiny_bert import sentiment_rows
+from worker.compression import quantize_dynamic_int8
+from worker.pipelines import export as ex
+from worker.pipelines.data import Example
+from worker.pipelines.errors import ExportParityFailed
+from worker.pipelines.evaluate import evaluate
+from worker.pipelines.export_stage import EvalSetup, run_export
+
+LABELS = ["negative", "positive"]
+
+
+def _examples(n: int = 12) -> list[Example]:
+    return [Example(text, None, label) for text, label in sentiment_rows(n, seed=3)]
+
+
+def _setup(tokenizer: Any, examples: list[Example]) -> EvalSetup:
+    return EvalSetup(
+        tokenizer=tokenizer,
+        examples=examples,
+        label_names=LABELS,
+        batch_size=5,  # uneven batches: padding differs between batches
+        max_length=16,
+        latency_iters=(1, 1),
+    )
+
+
+def _pruned(model: Any) -> Any:
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in pruned.bert.encoder.layer:
+            w = layer.intermediate.dense.weight
+            w[w.abs() < w.abs().median()] = 0.0
+    return pruned.eval()
+
+
+def _ort_accuracy_one_by_one(path: Path, tokenizer: Any, examples: list[Example]) -> float:
+    """Independent of the pipeline: one example per run, unpadded, inputs built here."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    correct = 0
+    for e in examples:
+        enc = tokenizer(e.text, truncation=True, max_length=16, return_tensors="np")
+        feed = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in names}
+        correct += int(int(sess.run(None, feed)[0].argmax(-1)[0]) == e.label)
+    return correct / len(examples)
+
+
+def test_export_parity_and_metrics_from_the_artifact(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    examples = _examples()
+    compressed = _pruned(tiny_model)
+    qmodel = quantize_dynamic_int8(compressed)
+    out = run_export(compressed, tiny_model, qmodel, _setup(tokenizer, examples), tmp_path)
+    assert out.fp32.name == "model.onnx" and out.int8.name == "model-int8.onnx"
+    sec = out.section
+    fp32, int8, dense = sec["fp32"], sec["int8"], sec["dense_fp32"]
+    assert fp32["parity"]["agreement"] == 1.0 and fp32["parity"]["n"] == len(examples)
+    assert fp32["parity"]["max_abs_logit_diff"] < 1e-4
+    assert dense["parity"]["agreement"] == 1.0
+    assert int8["parity"]["reference"] == "pytorch_int8"
+    assert 0.0 <= int8["parity"]["agreement"] <= 1.0
+    assert int8["parity"]["max_abs_logit_diff"] >= 0.0
+    # accuracy computed by ONNX Runtime from the file equals an independent recomputation
+    for v, path in ((fp32, out.fp32), (int8, out.int8)):
+        assert v["accuracy"] == pytest.approx(_ort_accuracy_one_by_one(path, tokenizer, examples))
+    torch_acc = evaluate(
+        compressed,
+        tokenizer,
+        examples,
+        LABELS,
+        batch_size=5,
+        max_length=16,
+        device=torch.device("cpu"),
+    ).accuracy
+    assert fp32["accuracy"] == pytest.approx(torch_acc)
+    assert set(fp32["per_class"]) == set(LABELS) and 0.0 <= fp32["macro_f1"] <= 1.0
+    for v in (fp32, int8, dense):
+        lat = v["latency_cpu_ms"]
+        assert lat["batch_1_ms"] > 0 and lat["batch_32_ms"] > 0 and lat["throughput_b32_per_s"] > 0
+        assert v["file_size"]["raw_mb"] > 0
+    assert fp32["file_size"]["raw_mb"] == pytest.approx(out.fp32.stat().st_size / 2**20, rel=1e-3)
+    assert int8["speedup_vs_dense"]["batch_1"] > 0 and "batch_32" in fp32["speedup_vs_dense"]
+
+
+def test_onnx_graph_has_dynamic_axes_and_inputs(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    import onnx
+
+    path = ex.export_onnx(tiny_model, tokenizer, tmp_path / "m.onnx", max_length=16)
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "sequence"]
+    sess = ex.open_session(path, threads=1)
+    rows = [Example("a longer sentence than the export example had " * 3, None, 0)]
+    logits = ex.onnx_logits(sess, tokenizer, rows * 3, batch_size=3, max_length=40)
+    ref = ex.torch_logits(tiny_model, tokenizer, rows * 3, batch_size=3, max_length=40)
+    assert logits.shape == (3, 2) and np.abs(logits - ref).max() < 1e-4
+
+
+def _negate_logits(path: Path) -> Path:
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        for i, name in enumerate(node.output):
+            if name == ex.LOGITS:
+                node.output[i] = "logits_before_neg"
+    model.graph.node.append(helper.make_node("Neg", ["logits_before_neg"], [ex.LOGITS]))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_parity_failure_raises_typed_error(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_export = ex.export_onnx
+
+    def broken_export(model: Any, tok: Any, dest: Path, **kw: Any) -> Path:
+        path = real_export(model, tok, dest, **kw)
+        _negate_logits(path)
+        return path
+
+    monkeypatch.setattr(ex, "export_onnx", broken_export)
+    with pytest.raises(ExportParityFailed) as err:
+        run_export(tiny_model, tiny_model, None, _setup(tokenizer, _examples()), tmp_path)
+    assert err.value.code == "export_parity_failed"
+    assert "fp32 ONNX export agrees with pytorch_fp32 on" in err.value.message
+    assert "needs >= 99.50%" in err.value.message
+
+
+def test_parity_numbers() -> None:
+    a = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.1], [0.0, 0.5]], dtype=np.float32)
+    b = a.copy()
+    b[2] = [0.1, 0.3]
+    p = ex.parity(a, b, "ref")
+    assert p.agreement == 0.75 and p.n == 4
+    assert p.max_abs_logit_diff == pytest.approx(0.2)
+    ex.require_parity(p, "fp32", 0.75)
+    with pytest.raises(ExportParityFailed, match=r"75\.00%"):
+        ex.require_parity(p, "fp32", 0.995)
+    with pytest.raises(ExportParityFailed):
+        ex.parity(a, b[:3], "ref")

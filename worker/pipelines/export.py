@@ -1,0 +1,242 @@
+"""ONNX export of a sequence classifier, int8 ONNX by ONNX Runtime, and ORT inference helpers.
+
+The fp32 graph comes from torch's TorchScript-based exporter (`dynamo=False`: offline, fast, no
+onnxscript needed; still present in torch 2.13, deprecated), opset 17, with dynamic batch and
+sequence axes. The int8 graph is `onnxruntime.quantization.quantize_dynamic` of it (QInt8
+weights of MatMul/Gemm, activations quantized at run time).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.jit._trace import TracerWarning
+
+from worker.pipelines.batches import iter_batches, model_inputs
+from worker.pipelines.data import Example
+from worker.pipelines.errors import ExportParityFailed
+from worker.pipelines.measure import dummy_inputs
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+TOKEN_TYPE_IDS = "token_type_ids"
+LOGITS = "logits"
+
+
+class _LogitsOnly(nn.Module):
+    """Positional inputs in, logits out: what the exporter traces."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = tuple(names)
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        out = self.model(**dict(zip(self.names, args, strict=True)))
+        logits: torch.Tensor = out.logits
+        return logits
+
+
+def input_names(model: nn.Module, tokenizer: Any) -> list[str]:
+    """input_ids, attention_mask, and token_type_ids when the model and tokenizer use them."""
+    names = [INPUT_IDS, ATTENTION_MASK]
+    tok_inputs = set(getattr(tokenizer, "model_input_names", None) or [TOKEN_TYPE_IDS])
+    type_vocab = int(getattr(getattr(model, "config", None), "type_vocab_size", 0) or 0)
+    if TOKEN_TYPE_IDS in tok_inputs and type_vocab > 0:
+        names.append(TOKEN_TYPE_IDS)
+    return names
+
+
+def _example_inputs(tokenizer: Any, names: Sequence[str], max_length: int) -> list[torch.Tensor]:
+    """Two rows, the second padded, so the traced graph keeps the attention-mask path."""
+    length = max(4, min(max_length, 16))
+    inputs = dummy_inputs(tokenizer, 2, length)
+    ids = inputs[INPUT_IDS]
+    mask = torch.ones_like(ids)
+    mask[1, length // 2 :] = 0
+    pad = getattr(tokenizer, "pad_token_id", None)
+    ids[1, length // 2 :] = pad if pad is not None else 0
+    full = {INPUT_IDS: ids, ATTENTION_MASK: mask, TOKEN_TYPE_IDS: torch.zeros_like(ids)}
+    return [full[n] for n in names]
+
+
+def export_onnx(
+    model: nn.Module, tokenizer: Any, dest: Path, *, max_length: int, opset: int = OPSET
+) -> Path:
+    """Export `model` (a CPU sequence classifier, left unchanged) to `dest` as fp32 ONNX."""
+    names = input_names(model, tokenizer)
+    wrapper = _LogitsOnly(model, names).eval()
+    args = tuple(_example_inputs(tokenizer, names, max_length))
+    axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes[LOGITS] = {0: "batch"}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", TracerWarning)
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(dest),
+            input_names=names,
+            output_names=[LOGITS],
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    log.info("exported %s (%d bytes)", dest.name, dest.stat().st_size)
+    return dest
+
+
+def quantize_onnx_int8(src: Path, dest: Path) -> Path:
+    """Dynamic int8 quantization of the MatMul/Gemm weights of an fp32 ONNX model."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(
+        str(src), str(dest), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+    )
+    log.info("quantized %s -> %s (%d bytes)", src.name, dest.name, dest.stat().st_size)
+    return dest
+
+
+def open_session(path: Path, *, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session (intra-op threads as torch uses unless given)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _feed(session: Any, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    ids = inputs[INPUT_IDS]
+    feed: dict[str, np.ndarray] = {}
+    for arg in session.get_inputs():
+        value = inputs.get(arg.name)
+        if value is None:
+            value = torch.ones_like(ids) if arg.name == ATTENTION_MASK else torch.zeros_like(ids)
+        feed[arg.name] = value.detach().cpu().to(torch.int64).numpy()
+    return feed
+
+
+def onnx_logits(
+    session: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    batch_size: int,
+    max_length: int,
+) -> np.ndarray:
+    """Logits of every example from an ORT session, batched exactly as `evaluate` batches."""
+    cpu = torch.device("cpu")
+    out: list[np.ndarray] = []
+    for batch in iter_batches(tokenizer, examples, batch_size, max_length, cpu):
+        out.append(np.asarray(session.run([LOGITS], _feed(session, model_inputs(batch)))[0]))
+    return np.concatenate(out, axis=0) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+@torch.no_grad()
+def torch_logits(
+    model: nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    batch_size: int,
+    max_length: int,
+) -> np.ndarray:
+    """Logits of every example from a CPU PyTorch model, batched as `evaluate` batches."""
+    model.eval()
+    cpu = torch.device("cpu")
+    out: list[np.ndarray] = []
+    for batch in iter_batches(tokenizer, examples, batch_size, max_length, cpu):
+        out.append(model(**model_inputs(batch)).logits.float().numpy())
+    return np.concatenate(out, axis=0) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Parity:
+    reference: str  # what the ONNX model was compared against
+    agreement: float  # fraction of examples with the same predicted label
+    max_abs_logit_diff: float
+    n: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parity(onnx_out: np.ndarray, reference_out: np.ndarray, reference: str) -> Parity:
+    if onnx_out.shape != reference_out.shape:
+        raise ExportParityFailed(
+            f"ONNX logits have shape {onnx_out.shape}, {reference} {reference_out.shape}"
+        )
+    n = int(onnx_out.shape[0])
+    if n == 0:
+        return Parity(reference, 1.0, 0.0, 0)
+    same = int((onnx_out.argmax(axis=-1) == reference_out.argmax(axis=-1)).sum())
+    diff = float(np.abs(onnx_out.astype(np.float64) - reference_out.astype(np.float64)).max())
+    return Parity(reference, same / n, diff, n)
+
+
+def require_parity(result: Parity, variant: str, min_agreement: float) -> None:
+    """Raise `ExportParityFailed` when the label agreement is under `min_agreement`."""
+    if result.agreement < min_agreement:
+        raise ExportParityFailed(
+            f"{variant} ONNX export agrees with {result.reference} on {result.agreement:.2%} "
+            f"of {result.n} dev examples (needs >= {min_agreement:.2%}; max |logit diff| "
+            f"{result.max_abs_logit_diff:.4g})"
+        )
+
+
+def onnx_latency_ms(
+    session: Any,
+    tokenizer: Any,
+    *,
+    batch_size: int,
+    max_length: int,
+    warmup: int = 2,
+    iters: int = 5,
+) -> float:
+    """Median wall time of one ORT run on full-length random rows, in milliseconds."""
+    feed = _feed(session, dummy_inputs(tokenizer, batch_size, max_length))
+    for _ in range(warmup):
+        session.run([LOGITS], feed)
+    times: list[float] = []
+    for _ in range(max(1, iters)):
+        t0 = time.perf_counter()
+        session.run([LOGITS], feed)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return round(statistics.median(times), 3)
+
+
+def onnx_latencies(
+    session: Any, tokenizer: Any, max_length: int, *, iters_b1: int = 5, iters_b32: int = 2
+) -> dict[str, float]:
+    """Batch 1 latency and batch 32 latency and throughput (examples per second)."""
+    b1 = onnx_latency_ms(
+        session, tokenizer, batch_size=1, max_length=max_length, warmup=2, iters=iters_b1
+    )
+    b32 = onnx_latency_ms(
+        session, tokenizer, batch_size=32, max_length=max_length, warmup=1, iters=iters_b32
+    )
+    return {
+        "batch_1_ms": b1,
+        "batch_32_ms": b32,
+        "throughput_b32_per_s": round(32 * 1000.0 / b32, 2) if b32 > 0 else 0.0,
+    }
