@@ -9,7 +9,7 @@ STAMP := $(VENV)/.scalpel-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo serve test lint typecheck pytest bench-fisher bench-oneshot clean
+.PHONY: venv browser demo serve test lint typecheck pytest bench-fisher bench-oneshot bench-api-load clean
 
 # torch 2.13.0 goes in first (a CPU build lies on disk here); then the project with its extras,
 # so nothing pulls a CUDA build of torch.
@@ -34,7 +34,12 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-pytest: venv
+# The dashboard's browser tests drive Debian's chromium; they skip, saying why, without it.
+browser:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null \
+		|| echo "no chromium: the dashboard browser tests will skip" >&2
+
+pytest: venv browser
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -44,6 +49,9 @@ bench-fisher: venv
 
 bench-oneshot: venv
 	$(PY) bench/oneshot.py
+
+bench-api-load: venv
+	$(PY) bench/api_load.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

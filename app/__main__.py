@@ -39,10 +39,15 @@ def serve(argv: list[str]) -> int:
     _no_arguments("serve", argv)
     import uvicorn
 
+    from app.logging import configure_logging
     from app.settings import get_settings
 
     settings = get_settings()
-    uvicorn.run("app.main:app", host=settings.host, port=settings.port, log_level="info")
+    configure_logging(settings)
+    uvicorn.run(
+        "app.main:app", host=settings.host, port=settings.port,
+        log_level=settings.log_level.lower(), log_config=None,
+    )  # fmt: skip
     return 0
 
 
@@ -81,6 +86,7 @@ def reap(argv: list[str]) -> int:
     import time
 
     from app.services.reaper import reap_once
+    from app.services.webhook_dispatch import dispatch_once
     from app.settings import get_settings
 
     log = logging.getLogger("scalpel.reaper")
@@ -90,6 +96,11 @@ def reap(argv: list[str]) -> int:
             "reaped: %d requeued, %d failed, %d alive, %d dispatched, %d undispatched",
             len(report.requeued), len(report.failed), len(report.alive),
             len(report.dispatched), report.undispatched,
+        )  # fmt: skip
+        sent = dispatch_once()
+        log.info(
+            "webhooks: %d delivered, %d to retry, %d failed",
+            sent.succeeded, sent.retrying, sent.failed,
         )  # fmt: skip
         if not args.loop:
             return 0

@@ -3,13 +3,14 @@ the caller named by the request's API key."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from app.db.session import get_session
+from app.db.session import get_session, get_sessionmaker
 from app.services.api_keys import authenticate
 from app.settings import Settings
 from app.tenancy import Caller
@@ -23,6 +24,14 @@ def app_settings(request: Request) -> Settings:
 # scope="function": commit (and the after-commit hooks) run before the response is sent.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
+def session_factory() -> Callable[[], Session]:
+    """For work that outlives the request's session (event streams): one short session each."""
+    return get_sessionmaker()
+
+
+SessionFactoryDep = Annotated[Callable[[], Session], Depends(session_factory)]
 
 # auto_error=False: a missing or malformed key is our 401 problem, not FastAPI's 403.
 bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="`Bearer sk_...`")

@@ -6,9 +6,12 @@ from fastapi import FastAPI
 
 from app.body_limits import ContentLengthLimit
 from app.concurrency import InflightLimit
+from app.dashboard.router import router as dashboard_router
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
-from app.routes import artifacts, datasets, health, jobs, models
+from app.request_context import RequestContext
+from app.routes import artifacts, datasets, health, jobs, metrics, models, webhooks
+from app.routes import recipes as recipes_routes
 from app.settings import Settings, get_settings
 
 # Multipart framing and the small form fields on top of the file itself.
@@ -35,11 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         InflightLimit, limit=settings.max_inflight_requests, exempt=("/healthz",)
     )
+    app.add_middleware(RequestContext)  # outermost: every line of a request has its ids
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(jobs.router, max_body_size=JSON_BODY_LIMIT_BYTES)
     app.include_router(models.router, max_body_size=model_limit)
     app.include_router(datasets.router, max_body_size=dataset_limit)
     app.include_router(artifacts.router)
+    app.include_router(recipes_routes.router)
+    app.include_router(webhooks.router, max_body_size=JSON_BODY_LIMIT_BYTES)
+    app.include_router(dashboard_router)  # /dashboard: static page, no data
     install_openapi(app)
     return app
 

@@ -28,6 +28,16 @@ class Settings(BaseSettings):
 
     # Storage and data.
     storage_dir: Path = ROOT / "var" / "artifacts"
+    # Artifact backend: "local" (storage_dir) or an S3-compatible bucket (app.storage_s3);
+    # with "s3", GET /v1/artifacts/{id} redirects to a URL presigned for s3_presign_expiry_s.
+    storage_backend: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "scalpel-artifacts"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_prefix: str = ""
+    s3_presign_expiry_s: int = Field(default=900, ge=1, le=7 * 86400)
     work_dir: Path = ROOT / "var" / "work"
     data_dir: Path = ROOT.parent / "shared" / "data"
 
@@ -40,6 +50,9 @@ class Settings(BaseSettings):
     max_dataset_upload_bytes: int = 512 * 1024**2
     max_uncompressed_model_bytes: int = 4 * 1024**3
     max_archive_members: int = 256
+    # The most oBERT Fisher state (bytes) a job may need; a spec over it is refused at
+    # submission (app.services.spec_limits). Matches worker OBertConfig.memory_budget_bytes.
+    worker_memory_budget_bytes: int = Field(default=4 * 1024**3, ge=1)
 
     # API.
     host: str = "127.0.0.1"
@@ -62,6 +75,33 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(default=30.0, ge=0)
     dispatch_grace_s: float = Field(default=10.0, ge=0)
     dispatch_stale_s: float = Field(default=6 * 3600.0, gt=0)
+
+    # Operations. GET /v1/jobs/{id}/events with Accept: text/event-stream polls the registry
+    # every events_poll_interval_s (a short session per poll), sends a comment every
+    # events_heartbeat_s of silence and closes after events_stream_max_s (the client resumes
+    # with Last-Event-ID). /metrics needs `Authorization: Bearer <metrics_token>` when set.
+    # Logs: one JSON object a line ("json") or plain text.
+    events_poll_interval_s: float = Field(default=1.0, gt=0)
+    events_heartbeat_s: float = Field(default=15.0, gt=0)
+    events_stream_max_s: float = Field(default=3600.0, gt=0)
+    metrics_token: str | None = None
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+
+    # Webhooks (app.services.webhooks). Each worker process (and `python -m app reap`) sends
+    # due deliveries every webhook_dispatch_interval_s (0: off); a failed attempt is retried
+    # with jittered exponential backoff (base, cap) up to webhook_max_attempts attempts or
+    # webhook_max_age_s after the event. webhook_allow: address categories a webhook may
+    # reach besides public ones (loopback, private, link_local). A rotated-out secret stays
+    # valid webhook_secret_grace_s.
+    webhook_dispatch_interval_s: float = Field(default=5.0, ge=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_base_s: float = Field(default=2.0, gt=0)
+    webhook_backoff_cap_s: float = Field(default=300.0, gt=0)
+    webhook_max_age_s: float = Field(default=86400.0, gt=0)
+    webhook_allow: list[Literal["loopback", "private", "link_local"]] = Field(default_factory=list)
+    webhook_secret_grace_s: float = Field(default=86400.0, ge=0)
 
     @property
     def effective_broker_url(self) -> str:

@@ -1,4 +1,4 @@
-"""Content-addressed artifact store behind a small interface (local now; S3-compatible later)."""
+"""Content-addressed artifact store behind a small interface: local here, S3 in app.storage_s3."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ class ArtifactStore(Protocol):
     def open(self, key: str) -> BinaryIO: ...
     def local_path(self, key: str) -> Path: ...
     def exists(self, key: str) -> bool: ...
+    def read_range(self, key: str, start: int, end: int) -> bytes: ...
+    def delete(self, key: str) -> None: ...
 
 
 class LocalStore:
@@ -97,6 +99,20 @@ class LocalStore:
     def copy_to(self, key: str, dest: Path) -> None:
         shutil.copyfile(self._path(key), dest)
 
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes start..end inclusive."""
+        with self._path(key).open("rb") as f:
+            f.seek(start)
+            return f.read(end - start + 1)
 
-def get_store(settings: Settings) -> LocalStore:
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+def get_store(settings: Settings) -> ArtifactStore:
+    """The store settings.storage_backend names (API and worker alike)."""
+    if settings.storage_backend == "s3":
+        from app.storage_s3 import S3Store
+
+        return S3Store.from_settings(settings)
     return LocalStore(settings.storage_dir)

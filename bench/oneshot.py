@@ -135,7 +135,7 @@ def main() -> None:
     p.add_argument("--grad-batch", type=int, default=16)
     p.add_argument("--block-size", type=int, default=50)
     p.add_argument("--damp", type=float, default=1e-7)
-    p.add_argument("--update", choices=["joint", "independent"], default="joint")
+    p.add_argument("--update", choices=["joint", "independent"], default="independent")
     p.add_argument("--seeds", type=int, default=3, help="gradient seeds at the top sparsity")
     p.add_argument("--dev-examples", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)

@@ -15,6 +15,7 @@ from tests.conftest import alembic_config, create_database, drop_database
 
 TABLES = {
     "job", "job_event", "artifact", "model", "dataset", "tenant", "api_key", "idempotency_key",
+    "webhook_secret", "webhook_delivery", "webhook_attempt",
 }  # fmt: skip
 JOB_ID = "0b7e5a52-3f7e-4bb4-9c55-1b2f1c1a0001"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from app.queue import make_celery
 from app.settings import get_settings
@@ -21,8 +21,18 @@ def start_reaper(**_: Any) -> None:
     """Every worker process (each prefork child; the solo pool's one) reaps lost jobs and
     dispatches undispatched ones in the background, so no job waits for an operator."""
     from app.services.reaper import start_background_reaper
+    from app.services.webhook_dispatch import start_background_dispatcher
 
     start_background_reaper()
+    start_background_dispatcher()
 
 
+def configure_worker_logging(**_: Any) -> None:
+    """Replaces Celery's own logging setup: one format (log_format) for every line."""
+    from app.logging import configure_logging
+
+    configure_logging()
+
+
+setup_logging.connect(configure_worker_logging)
 worker_process_init.connect(start_reaper)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.locks import advisory_key
 from app.db.models import Artifact, Job, JobEvent, UploadedDataset, UploadedModel
+from app.services.webhook_outbox import record_terminal
 from app.storage import StoredObject
 
 SessionFactory = Callable[[], Session]
@@ -188,6 +189,7 @@ class JobStore:
                 data={"code": code} if code else None,
             )
         )
+        record_terminal(s, job)  # the webhook outbox: same transaction
 
     def finish(
         self,
@@ -254,6 +256,13 @@ class JobStore:
             job = s.scalars(select(Job).where(Job.id == job_id).with_for_update()).one()
             job.metrics = {**(job.metrics or {}), **metrics}
             s.add(JobEvent(job_id=job_id, kind="metrics", stage=stage, data=metrics))
+
+    def add_metrics_event(
+        self, job_id: uuid.UUID, values: dict[str, Any], *, stage: str | None = None
+    ) -> None:
+        """A metrics event only (per-step values the job's own metrics do not keep)."""
+        with self._session() as s:
+            s.add(JobEvent(job_id=job_id, kind="metrics", stage=stage, data=values))
 
     def is_cancel_requested(self, job_id: uuid.UUID) -> bool:
         with self._session() as s:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.logging import log_context
 from app.settings import Settings, get_settings
 from app.storage import get_store
 from worker.heartbeat import Heartbeat
@@ -49,6 +50,9 @@ class DbReporter(BaseReporter):
     def _cancel_requested(self) -> bool:
         return self.store.is_cancel_requested(self.job_id)
 
+    def _write_step_metrics(self, stage: str | None, values: dict[str, Any]) -> None:
+        self.store.add_metrics_event(self.job_id, values, stage=stage)
+
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -70,7 +74,23 @@ def run_job(
     latency_iters: tuple[int, int] = (5, 2),
 ) -> str:
     """Run the job and return the status its row ends with (a no-op for a job that is
-    finished, canceled, missing, or running in another process)."""
+    finished, canceled, missing, or running in another process). Every line logged meanwhile
+    (in this thread) carries the job's id."""
+    with log_context(job_id=str(job_id)):
+        return _run_job(
+            job_id, session_factory=session_factory, settings=settings,
+            reporter_interval_s=reporter_interval_s, latency_iters=latency_iters,
+        )  # fmt: skip
+
+
+def _run_job(
+    job_id: str | uuid.UUID,
+    *,
+    session_factory: SessionFactory | None = None,
+    settings: Settings | None = None,
+    reporter_interval_s: float = 1.0,
+    latency_iters: tuple[int, int] = (5, 2),
+) -> str:
     from worker.pipelines.models import resolve_device, set_offline
 
     set_offline()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import FileResponse, RedirectResponse
 
 from app.deps import CallerDep, SessionDep, SettingsDep
 from app.openapi import problems
@@ -23,17 +23,33 @@ def job_artifacts(job_id: str, session: SessionDep, caller: CallerDep) -> Artifa
 DOWNLOAD_PATH = "/v1/artifacts/{artifact_id}"
 
 
-@router.head(DOWNLOAD_PATH, operation_id="head_artifact", response_class=FileResponse)
+RANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    206: {"description": "Part of the file (Range)"},
+    304: {"description": "Not modified (If-None-Match)"},
+    400: {"description": "Malformed Range header", "content": {"text/plain": {}}},
+    416: {
+        "description": "Range not satisfiable (Content-Range: bytes */size)",
+        "content": {"text/plain": {}},
+    },
+    **problems(404),
+}
+
+
+@router.head(
+    DOWNLOAD_PATH, operation_id="head_artifact", response_class=FileResponse,
+    responses=RANGE_RESPONSES,
+)  # fmt: skip
 @router.get(
     DOWNLOAD_PATH,
     operation_id="download_artifact",
     response_class=FileResponse,
     responses={
         200: {"description": "The file", "content": {"application/octet-stream": {}}},
-        206: {"description": "Part of the file (Range)"},
-        304: {"description": "Not modified (If-None-Match)"},
-        416: {"description": "Range not satisfiable"},
-        **problems(404),
+        307: {
+            "description": "S3 backend: Location is a presigned URL for the file (expires "
+            "after S3_PRESIGN_EXPIRY_S); `?redirect=false` streams it through instead",
+        },
+        **RANGE_RESPONSES,
     },
 )
 def download_artifact(
@@ -42,12 +58,22 @@ def download_artifact(
     settings: SettingsDep,
     caller: CallerDep,
     if_none_match: Annotated[str | None, Header()] = None,
+    range: Annotated[
+        str | None, Header(description="`bytes=start-end`; FileResponse reads it.")
+    ] = None,
+    redirect: Annotated[
+        bool, Query(description="S3 backend: false streams the file instead of a 307.")
+    ] = True,
 ) -> Response:
     """Streams the file. Headers: ETag and X-Checksum-SHA256 (hex) and Repr-Digest
-    (RFC 9530) of the whole file; honours Range (206/416) and If-None-Match (304)."""
-    dl = service.download(session, settings, artifact_id, caller)
+    (RFC 9530) of the whole file; honours Range (206/416) and If-None-Match (304).
+    With the S3 backend: 307 to a presigned URL unless `redirect=false`."""
+    dl = service.download(session, settings, artifact_id, caller, redirect=redirect)
     if service.etag_matches(if_none_match, dl.etag):
         return Response(status_code=304, headers=dl.headers)
+    if dl.redirect_url is not None:
+        return RedirectResponse(dl.redirect_url, status_code=307, headers=dl.headers)
+    assert dl.path is not None
     return FileResponse(
         dl.path, media_type=dl.artifact.media_type, filename=dl.artifact.filename,
         headers=dl.headers,

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
-from app.deps import CallerDep, SessionDep, SettingsDep
+from app.deps import CallerDep, SessionDep, SessionFactoryDep, SettingsDep
 from app.idempotency import IdempotencyKeyHeader, respond
 from app.openapi import problems
 from app.schemas.job_spec import JobSpec
 from app.schemas.jobs import JobEventOut, JobEventPage, JobOut, JobPage, JobStatus
+from app.services import event_stream as sse
 from app.services import jobs as service
 from app.services.idempotency import json_sha256
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A page of events (JSON), or with `Accept: text/event-stream` a stream: "
+        "`id: <event id>`, `event: <kind>`, `data: <event JSON>`; heartbeat comments; a final "
+        "`event: end` whose data is the finished job.",
+        "content": {sse.SSE_MEDIA_TYPE: {"schema": {"type": "string"}}},
+    }
+}
 
 
 @router.post("", status_code=202, response_model=JobOut, responses=problems(404, 409, 422))
@@ -54,15 +65,36 @@ def get_job(job_id: str, session: SessionDep, caller: CallerDep) -> JobOut:
     return JobOut.of(service.get(session, job_id, caller))
 
 
-@router.get("/{job_id}/events", response_model=JobEventPage, responses=problems(404, 422))
+@router.get(
+    "/{job_id}/events",
+    response_model=JobEventPage,
+    responses={**SSE_RESPONSE, **problems(404, 422)},
+)
 def job_events(
     job_id: str,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
-    after: Annotated[int | None, Query(ge=0, description="Return events with a larger id.")] = None,
+    factory: SessionFactoryDep,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="Return events with a larger id.")
+    ] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
-) -> JobEventPage:
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, le=2**63 - 1, description="SSE: resume after it."),
+    ] = None,
+) -> JobEventPage | Response:
+    """A JSON page of events; with `Accept: text/event-stream`, a live Server-Sent Events
+    stream of them that ends with an `end` event carrying the finished job."""
+    if sse.wants_stream(request.headers.get("accept")):
+        start = last_event_id if last_event_id is not None else after
+        body = sse.open_stream(session, factory, settings, job_id, caller, start)
+        return StreamingResponse(
+            body, media_type=sse.SSE_MEDIA_TYPE,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )  # fmt: skip
     events, next_after = service.events(session, settings, job_id, caller, after=after, limit=limit)
     return JobEventPage(items=[JobEventOut.of(e) for e in events], next_after=next_after)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
+from app import recipes
 from app.schemas.common import StrictModel
 
 BUILTIN_MODELS = ("minilm-l6",)
@@ -91,6 +92,12 @@ class DistillationSpec(StrictModel):
 
 class QuantizationSpec(StrictModel):
     method: Literal["none", "dynamic_int8", "qat_int8"] = "none"
+    qat_steps: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000_000,
+        description="qat_int8: quantization-aware fine-tuning steps (default: recovery length).",
+    )
 
 
 class LayersSpec(StrictModel):
@@ -129,11 +136,20 @@ class JobSpec(StrictModel):
     layers: LayersSpec | None = None
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     webhook_url: AnyHttpUrl | None = None
+    recipe: str | None = Field(
+        default=None,
+        max_length=64,
+        description="A built-in recipe (GET /v1/recipes), `name` (latest) or `name@version`; "
+        "the spec's other fields are deep-merged over it. Stored pinned to name@version.",
+        examples=["obert-80", "obert-80@1"],
+    )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_recipe(cls, data: Any) -> Any:
+        return recipes.resolve(data) if isinstance(data, dict) else data
 
-# Fields the schema accepts but the pipeline does not run yet: (location, reason).
-def unsupported_fields(spec: JobSpec) -> list[tuple[tuple[str, ...], str]]:
-    out: list[tuple[tuple[str, ...], str]] = []
-    if spec.quantization.method == "qat_int8":
-        out.append((("quantization", "method"), "qat_int8 is not supported yet"))
-    return out
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, ref: str | None) -> str | None:
+        return recipes.check_ref(ref)

@@ -15,15 +15,17 @@ from app.repositories import artifacts as artifacts_repo
 from app.services import jobs as jobs_service
 from app.settings import Settings
 from app.storage import get_store
+from app.storage_s3 import S3Store
 from app.tenancy import Caller
 
 
 @dataclass(frozen=True)
 class Download:
     artifact: Artifact
-    path: Path
+    path: Path | None  # None when redirect_url is set
     etag: str
     headers: dict[str, str]
+    redirect_url: str | None = None
 
 
 def for_job(session: Session, raw_job_id: str, caller: Caller) -> list[Artifact]:
@@ -39,7 +41,11 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def download(session: Session, settings: Settings, raw_id: str, caller: Caller) -> Download:
+def download(
+    session: Session, settings: Settings, raw_id: str, caller: Caller, *, redirect: bool = True
+) -> Download:
+    """With the S3 backend and `redirect`, a presigned URL; otherwise a local file (S3 objects
+    are fetched into the store's cache first) served with Range and ETag."""
     try:
         artifact = artifacts_repo.get(session, uuid.UUID(raw_id), tenant_id=caller.scope)
     except ValueError:
@@ -57,4 +63,10 @@ def download(session: Session, settings: Settings, raw_id: str, caller: Caller) 
         "X-Checksum-SHA256": artifact.sha256,
         "Cache-Control": "private, max-age=0, must-revalidate",
     }
+    if redirect and isinstance(store, S3Store):
+        url = store.presigned_url(
+            artifact.storage_key, filename=artifact.filename, media_type=artifact.media_type,
+            expires_s=settings.s3_presign_expiry_s,
+        )  # fmt: skip
+        return Download(artifact, None, etag, headers, redirect_url=url)
     return Download(artifact, store.local_path(artifact.storage_key), etag, headers)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -13,8 +12,10 @@ from app.errors import Conflict, NotFound, Unprocessable
 from app.pagination import check_limit, decode_token, encode_token
 from app.repositories import jobs as jobs_repo
 from app.repositories import uploads as uploads_repo
-from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, JobSpec, unsupported_fields
+from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, JobSpec
+from app.services import spec_limits
 from app.services.dispatch import enqueue_and_mark_dispatched
+from app.services.webhook_outbox import check_submitted_url, record_terminal
 from app.settings import Settings
 from app.tenancy import Caller
 
@@ -38,12 +39,6 @@ def _check_model(session: Session, spec: JobSpec, tenant_id: uuid.UUID) -> Uploa
         raise NotFound(
             f"no built-in or uploaded model {spec.model!r}; built-ins: "
             f"{', '.join(BUILTIN_MODELS)}", code="model_not_found", field="model",
-        )  # fmt: skip
-    layers = model.config.get("num_hidden_layers")
-    if spec.layers is not None and isinstance(layers, int) and spec.layers.keep > layers:
-        raise Unprocessable(
-            f"the model has {layers} layers; cannot keep {spec.layers.keep}",
-            code="invalid_spec", field="layers.keep",
         )  # fmt: skip
     return model
 
@@ -86,25 +81,15 @@ def _check_columns(spec: JobSpec, dataset: UploadedDataset) -> None:
         )  # fmt: skip
 
 
-def _check_supported(spec: JobSpec) -> None:
-    fields = unsupported_fields(spec)
-    if fields:
-        errors: list[dict[str, Any]] = [
-            {"loc": list(loc), "field": ".".join(loc), "msg": msg} for loc, msg in fields
-        ]
-        raise Unprocessable(
-            "; ".join(f"{e['field']}: {e['msg']}" for e in errors),
-            code="unsupported", title="Not supported yet",
-            field=str(errors[0]["field"]) if len(errors) == 1 else None, errors=errors,
-        )  # fmt: skip
-
-
 def submit(session: Session, spec: JobSpec, settings: Settings, caller: Caller) -> Job:
     """The job belongs to the caller's tenant, an admin's too."""
-    _check_model(session, spec, caller.tenant_id)
+    model = _check_model(session, spec, caller.tenant_id)
+    config = spec_limits.model_config(spec.model, model.config if model is not None else None)
+    spec_limits.check_spec(spec, config, settings.worker_memory_budget_bytes)
     _check_dataset(session, spec, settings, caller.tenant_id)
-    _check_supported(spec)
     webhook = str(spec.webhook_url) if spec.webhook_url is not None else None
+    if webhook is not None:
+        check_submitted_url(webhook, settings)
     job = jobs_repo.create_queued(session, caller.tenant_id, spec.model_dump(mode="json"), webhook)
     job_id = job.id
     after_commit(session, lambda: _dispatch(session, job_id))
@@ -156,6 +141,7 @@ def cancel(session: Session, raw_id: str, caller: Caller) -> Job:
         raise Conflict(f"job already {job.status}", code="job_finished")
     if job.status == "queued":
         jobs_repo.cancel_queued(session, job)
+        record_terminal(session, job)
     else:
         jobs_repo.request_cancel(session, job)
     session.flush()

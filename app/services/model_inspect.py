@@ -22,7 +22,21 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 SHARD_RE = re.compile(r"^model-(\d{5})-of-(\d{5})\.safetensors$")
 INDEX_NAME = "model.safetensors.index.json"
 MAX_JSON_BYTES = 16 * 1024 * 1024
-LIMITS = {"hidden_size": 4096, "num_hidden_layers": 48, "vocab_size": 250_000}
+LIMITS = {
+    "hidden_size": 4096, "num_hidden_layers": 48, "vocab_size": 250_000,
+    "num_attention_heads": 64, "intermediate_size": 16_384,
+}  # fmt: skip
+# Optional keys, bounded when present.
+OPTIONAL_LIMITS = {"max_position_embeddings": 8192, "type_vocab_size": 16}
+# BERT checkpoints AutoModelForSequenceClassification loads (a new head where needed).
+SUPPORTED_ARCHITECTURES = frozenset({
+    "BertModel", "BertForSequenceClassification", "BertForMaskedLM", "BertForPreTraining",
+    "BertForNextSentencePrediction", "BertForTokenClassification", "BertForQuestionAnswering",
+    "BertForMultipleChoice", "BertLMHeadModel",
+})  # fmt: skip
+# What pickle (protocol 2+) and torch.save's zip container start with.
+PICKLE_MAGIC = tuple(bytes([0x80, p]) for p in range(2, 6))
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass(frozen=True)
@@ -53,11 +67,46 @@ def check_config(config: Any) -> dict[str, Any]:
         raise _invalid("config.json must hold a JSON object")
     if config.get("model_type") != "bert":
         raise _invalid(f"model_type must be 'bert', not {config.get('model_type')!r}")
-    for key, limit in LIMITS.items():
+    archs = config.get("architectures")
+    if archs is not None:
+        if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+            raise _invalid("config.json architectures must be a list of names")
+        unknown = sorted(set(archs) - SUPPORTED_ARCHITECTURES)
+        if unknown:
+            raise _invalid(
+                f"unsupported architecture {unknown[0]!r}; supported: "
+                f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))}"
+            )
+    bounds = {**LIMITS, **{k: v for k, v in OPTIONAL_LIMITS.items() if k in config}}
+    for key, limit in bounds.items():
         value = config.get(key)
         if type(value) is not int or not 1 <= value <= limit:
             raise _invalid(f"config.json {key} must be an integer in 1..{limit}, got {value!r}")
+    if config["hidden_size"] % config["num_attention_heads"]:
+        raise _invalid("config.json hidden_size must be a multiple of num_attention_heads")
     return config
+
+
+def _refuse_pickles(reader: ArchiveReader, members: list[Member]) -> None:
+    """Pickle-based weights are refused by name and, renamed, by their first bytes; they are
+    never unpickled. Only the first bytes of each file are read."""
+    files = [m for m in members if not m.is_dir]
+    named = sorted(m.name for m in files if m.name.lower().endswith(PICKLE_SUFFIXES))
+    if named:
+        raise ArchiveError(
+            "unsafe_weights", f"pickle-based files are not accepted: {', '.join(named)}"
+        )
+    for m in files:
+        if m.size < 2:
+            continue
+        with reader.open(m.name) as f:
+            head = f.read(4)
+        if head.startswith(PICKLE_MAGIC) or head == ZIP_MAGIC:
+            what = "a pickle" if head.startswith(PICKLE_MAGIC) else "a zip (torch.save) file"
+            raise ArchiveError(
+                "unsafe_weights",
+                f"{m.name} is {what}; only safetensors weights are accepted",
+            )
 
 
 def _num_labels(config: dict[str, Any]) -> int | None:
@@ -93,13 +142,10 @@ def _weight_files(files: dict[str, int], prefix: str, reader: ArchiveReader) -> 
 def inspect_model(reader: ArchiveReader, members: list[Member]) -> ModelInfo:
     """Members were already checked for safety and limits."""
     files = {m.name: m.size for m in members if not m.is_dir}
-    pickles = [n for n in files if n.lower().endswith(PICKLE_SUFFIXES)]
-    if pickles:
-        raise ArchiveError(
-            "unsafe_weights", f"pickle-based files are not accepted: {', '.join(sorted(pickles))}"
-        )
     prefix = model_root(members)
+    # The config is checked before a byte of any weights file is read.
     config = check_config(_read_json(reader, f"{prefix}config.json", files[f"{prefix}config.json"]))
+    _refuse_pickles(reader, members)
     if f"{prefix}tokenizer.json" not in files and f"{prefix}vocab.txt" not in files:
         raise _invalid("a tokenizer (tokenizer.json or vocab.txt) is required")
     params = 0

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.repositories import recovery as recovery_repo
+from app.services.webhook_outbox import record_terminal
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("scalpel.reaper")
@@ -76,6 +77,7 @@ def reap_lost(
                     s, job, f"{lost}; the job was started {job.attempts} times "
                     f"(max_attempts {settings.max_attempts}) without finishing",
                 )  # fmt: skip
+                record_terminal(s, job)
                 report.failed.append(job.id)
                 log.warning("job %s failed: %s", job.id, lost)
             else:

@@ -37,7 +37,7 @@ def spooled(stream: BinaryIO, work_dir: Path, max_bytes: int) -> Iterator[Spoole
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise PayloadTooLarge(f"upload larger than {max_bytes} bytes")
+                    raise PayloadTooLarge(f"upload larger than {max_bytes} bytes", field="file")
                 h.update(chunk)
                 out.write(chunk)
         yield Spooled(path=path, size_bytes=size, sha256=h.hexdigest())

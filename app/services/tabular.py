@@ -36,15 +36,19 @@ class Table:
 
 def _check_encoding(path: Path, encoding: str) -> None:
     with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        # readline(limit): one huge line is never read whole into memory.
+        lines = iter(lambda: f.readline(4 * MAX_ROW_CHARS + 1), b"")
+        for lineno, raw in enumerate(lines, start=1):
+            if len(raw) > 4 * MAX_ROW_CHARS:
+                raise TableError(f"line longer than {MAX_ROW_CHARS} characters", lineno)
             try:
                 raw.decode(encoding)
             except UnicodeDecodeError as exc:
                 raise TableError(
                     f"not valid {encoding.upper()} (byte {exc.start + 1})", lineno
                 ) from exc
-            if len(raw) > 4 * MAX_ROW_CHARS:
-                raise TableError(f"line longer than {MAX_ROW_CHARS} characters", lineno)
+            if b"\x00" in raw:
+                raise TableError(f"NUL byte at byte {raw.index(0) + 1} (binary data?)", lineno)
 
 
 def _check_header(columns: list[str]) -> list[str]:

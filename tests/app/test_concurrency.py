@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import anyio
 import httpx
-import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -42,8 +41,11 @@ def build(limit: int) -> tuple[InflightLimit, dict[str, int], anyio.Event]:
     return InflightLimit(app, limit=limit, exempt=("/healthz",)), state, release
 
 
-@pytest.mark.anyio
-async def test_at_most_limit_requests_inside_and_exempt_paths_pass() -> None:
+def test_at_most_limit_requests_inside_and_exempt_paths_pass() -> None:
+    anyio.run(_limit_scenario)
+
+
+async def _limit_scenario() -> None:
     app, state, release = build(3)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -83,8 +85,11 @@ async def _asgi_get(app: InflightLimit, path: str, sent: list[dict[str, object]]
     await app(scope, receive, send)  # type: ignore[arg-type]
 
 
-@pytest.mark.anyio
-async def test_slot_is_released_when_the_response_starts() -> None:
+def test_slot_is_released_when_the_response_starts() -> None:
+    anyio.run(_stream_scenario)
+
+
+async def _stream_scenario() -> None:
     app, state, release = build(1)
     streamed: list[dict[str, object]] = []
     answered: list[dict[str, object]] = []

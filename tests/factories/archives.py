@@ -24,7 +24,7 @@ def bert_config(**overrides: Any) -> dict[str, Any]:
         "num_attention_heads": 2,
         "intermediate_size": 16,
         "vocab_size": len(VOCAB),
-        "max_position_embeddings": 32,
+        "max_position_embeddings": 512,
         "id2label": {"0": "negative", "1": "positive"},
         "label2id": {"negative": 0, "positive": 1},
     }

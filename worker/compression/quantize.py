@@ -1,4 +1,5 @@
-"""Dynamic int8 quantization of Linear layers, and a pickle-free state dict for it."""
+"""Dynamic int8 quantization of Linear layers, and a pickle-free state dict for it
+(per-tensor weights, or per-channel ones from quantization-aware training)."""
 
 from __future__ import annotations
 
@@ -44,11 +45,18 @@ def int8_state_dict(qmodel: nn.Module) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for name, module in qlinears.items():
         weight, bias = module._packed_params._weight_bias()
-        if weight.qscheme() != torch.per_tensor_affine:
-            raise ValueError(f"{name}: only per-tensor affine int8 weights are supported")
         out[name + ".weight"] = weight.int_repr().contiguous().clone()
-        out[name + _SCALE] = torch.tensor(weight.q_scale(), dtype=torch.float64)
-        out[name + _ZERO_POINT] = torch.tensor(weight.q_zero_point(), dtype=torch.int64)
+        if weight.qscheme() == torch.per_tensor_affine:
+            out[name + _SCALE] = torch.tensor(weight.q_scale(), dtype=torch.float64)
+            out[name + _ZERO_POINT] = torch.tensor(weight.q_zero_point(), dtype=torch.int64)
+        elif weight.qscheme() == torch.per_channel_affine and weight.q_per_channel_axis() == 0:
+            # per output channel (QAT): 1-d scales and zero points
+            scales = weight.q_per_channel_scales().to(torch.float64)
+            out[name + _SCALE] = scales.contiguous().clone()
+            zero_points = weight.q_per_channel_zero_points().to(torch.int64)
+            out[name + _ZERO_POINT] = zero_points.contiguous().clone()
+        else:
+            raise ValueError(f"{name}: unsupported int8 weight scheme {weight.qscheme()}")
         if bias is not None:
             out[name + ".bias"] = bias.detach().contiguous().clone()
     prefixes = tuple(name + "." for name in qlinears)
@@ -70,14 +78,19 @@ def load_int8_state_dict(fp32_skeleton: nn.Module, sd: Mapping[str, Tensor]) -> 
     for name, module in qlinears.items():
         try:
             int_weight = rest.pop(name + ".weight")
-            scale = float(rest.pop(name + _SCALE).item())
-            zero_point = int(rest.pop(name + _ZERO_POINT).item())
+            scale = rest.pop(name + _SCALE)
+            zero_point = rest.pop(name + _ZERO_POINT)
         except KeyError as exc:
             raise KeyError(f"int8 state dict lacks {exc.args[0]!r}") from None
         bias = rest.pop(name + ".bias", None)
-        qweight = torch._make_per_tensor_quantized_tensor(
-            int_weight.to(torch.int8), scale, zero_point
-        )
+        if scale.dim() == 0:
+            qweight = torch._make_per_tensor_quantized_tensor(
+                int_weight.to(torch.int8), float(scale.item()), int(zero_point.item())
+            )
+        else:
+            qweight = torch._make_per_channel_quantized_tensor(
+                int_weight.to(torch.int8), scale.double(), zero_point.long(), 0
+            )
         module.set_weight_bias(qweight, None if bias is None else bias.float())
     prefixes = tuple(name + "." for name in qlinears)
     expected = {k for k in qmodel.state_dict() if not (prefixes and k.startswith(prefixes))}

@@ -3,8 +3,13 @@
 load -> finetune_dense (when the model has no trained head, or always/never as asked) ->
 evaluate_dense -> drop_layers (spec.layers) -> prune (one-shot; gradual pruning happens in
 recover) -> recover (fine-tune with the mask held, distillation from the dense teacher when
-enabled) -> quantize (dynamic_int8) -> evaluate -> measure -> export (ONNX fp32 and int8, parity
-with PyTorch, measured in ONNX Runtime) -> package.
+enabled) -> quantize (dynamic_int8) or qat (quantization-aware fine-tuning, qat_int8) ->
+evaluate -> measure -> export (ONNX fp32 and int8, parity with PyTorch, measured in ONNX
+Runtime) -> package.
+
+After each expensive stage (and each pruning step of a gradual run) the run state is
+checkpointed under `<work_dir>/<job id>/checkpoints` (see `resume`); a redelivered job resumes
+from there and the report says so in `resumed_from`.
 """
 
 from __future__ import annotations
@@ -20,18 +25,22 @@ from torch import nn
 
 from app.schemas.job_spec import GradualSchedule, JobSpec
 from worker.pipelines import pruning as pr
+from worker.pipelines import resume
+from worker.pipelines.checkpoint import Checkpoints
 from worker.pipelines.context import PipelineContext
 from worker.pipelines.data import TaskData, load_dataset
-from worker.pipelines.errors import UnsupportedSpec
+from worker.pipelines.errors import JobCanceled, PipelineError, UnsupportedSpec
 from worker.pipelines.evaluate import EvalResult, evaluate
 from worker.pipelines.layers import drop_layers
 from worker.pipelines.models import LoadedModel, load_model
+from worker.pipelines.qat_stage import stage_qat
 from worker.pipelines.report import package_outputs
 from worker.pipelines.train import (
     DistillConfig,
     HoldMask,
     TrainCallback,
     TrainConfig,
+    TrainProgress,
     steps_per_epoch,
     total_steps,
     train,
@@ -47,6 +56,7 @@ WEIGHTS = {
     "prune": 2.0,
     "recover": 8.0,
     "quantize": 0.5,
+    "qat": 6.0,
     "evaluate": 1.0,
     "measure": 2.0,
     "export": 2.0,
@@ -63,6 +73,7 @@ class RunState:
     model: nn.Module | None = None
     dense: nn.Module | None = None  # the dense (teacher) model after fine-tuning
     qmodel: nn.Module | None = None
+    qat_model: nn.Module | None = None  # the fake-quant model after QAT (for parity)
     finetuned: bool = False
     dense_eval: EvalResult | None = None
     eval: EvalResult | None = None
@@ -73,6 +84,9 @@ class RunState:
     # dev accuracy right after each pruning step, keyed by (training step, sparsity)
     prune_accuracy: dict[tuple[int, float], float] = field(default_factory=dict)
     wall_start: float = field(default_factory=time.monotonic)
+    checkpoints: Checkpoints | None = None
+    completed: list[str] = field(default_factory=list)  # checkpointed stages
+    resumed_from: dict[str, Any] | None = None
 
 
 def train_config(spec: JobSpec, *, recovery: bool) -> TrainConfig:
@@ -117,6 +131,8 @@ def plan(spec: JobSpec, *, finetune: bool, n_train: int) -> list[tuple[str, floa
         names.append("recover")
     if spec.quantization.method == "dynamic_int8":
         names.append("quantize")
+    if spec.quantization.method == "qat_int8":
+        names.append("qat")
     names += ["evaluate", "measure", "export", "package"]
     return [(n, WEIGHTS[n]) for n in names]
 
@@ -127,7 +143,7 @@ def wants_finetune(spec: JobSpec, has_head: bool) -> bool:
 
 
 def check_supported(spec: JobSpec) -> None:
-    if spec.quantization.method not in ("none", "dynamic_int8"):
+    if spec.quantization.method not in ("none", "dynamic_int8", "qat_int8"):
         raise UnsupportedSpec(f"quantization {spec.quantization.method!r} is not supported yet")
 
 
@@ -163,6 +179,9 @@ def _after_prune(state: RunState, ctx: PipelineContext) -> Any:
         )
         state.model.train(was_training)
         state.prune_accuracy[(step, sparsity)] = res.accuracy
+        ctx.reporter.step_metrics(
+            {"step": step, "sparsity": sparsity, "dev_accuracy": res.accuracy}
+        )
         log.info(
             "after pruning to %.3f at step %d: dev accuracy %.4f", sparsity, step, res.accuracy
         )
@@ -282,6 +301,7 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
     if (prunes(spec) or spec.layers is not None) and steps > 0:
         ctx.reporter.stage("recover")
         callbacks: list[TrainCallback] = []
+        progress = TrainProgress()
         if prunes(spec) and gradual:
             cfg_t = train_config(spec, recovery=True)
             assert isinstance(spec.pruning.schedule, GradualSchedule)
@@ -291,17 +311,23 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
                     spec.pruning.schedule, steps_per_epoch(len(train_set), cfg_t.batch_size)
                 ),
             )
-            callbacks.append(
-                pr.gradual_callback(
-                    state.masks,
-                    spec.pruning,
-                    end,
-                    config=config,
-                    gradients=grads,
-                    device=ctx.device,
-                    on_pruned=_after_prune(state, ctx),
-                )
+            after_prune = _after_prune(state, ctx)
+
+            def on_pruned(step: int, sparsity: float) -> None:
+                after_prune(step, sparsity)
+                resume.save_prune_step(state, ctx, progress)
+
+            gradual_cb = pr.gradual_callback(
+                state.masks,
+                spec.pruning,
+                end,
+                config=config,
+                gradients=grads,
+                device=ctx.device,
+                on_pruned=on_pruned,
             )
+            progress = resume.restore_prune_step(state, ctx, gradual_cb)
+            callbacks.append(gradual_cb)
         elif state.masks.hold is not None:
             callbacks.append(HoldMask(state.masks))
         dist = spec.distillation
@@ -316,6 +342,7 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
             steps=steps,
             teacher=state.dense if dist.enabled else None,
             distill=DistillConfig(dist.hardness, dist.temperature) if dist.enabled else None,
+            progress=progress,
         )
         state.steps["recover"] = res.steps
     elif prunes(spec) and gradual:
@@ -351,14 +378,51 @@ def stage_evaluate(state: RunState, ctx: PipelineContext) -> None:
     )
 
 
+def stage_qat_int8(state: RunState, ctx: PipelineContext) -> None:
+    if state.spec.quantization.method != "qat_int8":
+        return
+    assert state.data is not None
+    cfg = train_config(state.spec, recovery=True)
+    steps = state.spec.quantization.qat_steps
+    if steps is None:
+        steps = total_steps(len(state.data.train), cfg)
+    stage_qat(state, ctx, cfg, steps, _progress(ctx))
+
+
 def run_pipeline(spec: JobSpec, ctx: PipelineContext) -> dict[str, Any]:
-    """Run every stage; returns the summary metrics (also written to the job as it goes)."""
+    """Run every stage (resuming after the last checkpointed one of this job, if any);
+    returns the summary metrics (also written to the job as it goes)."""
     check_supported(spec)
-    state = RunState(spec)
+    state = RunState(spec, checkpoints=resume.checkpoints_for(spec, ctx))
+    try:
+        return _run_stages(state, ctx)
+    except (PipelineError, JobCanceled):
+        # terminal: the job will not be redelivered, so its checkpoints are of no use
+        if state.checkpoints is not None:
+            state.checkpoints.clear()
+        raise
+
+
+def _run_stages(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
+    spec = state.spec
     ctx.reporter.start(plan(spec, finetune=spec.training.finetune_dense != "never", n_train=1))
     stage_load(state, ctx)
-    stage_dense(state, ctx)
-    stage_compress(state, ctx)
+    resume.restore_stages(state, ctx)
+    if "dense" not in state.completed:
+        stage_dense(state, ctx)
+        resume.save_stage(state, ctx, "dense")
+    else:
+        assert state.dense_eval is not None
+        ctx.reporter.metrics({"dense_accuracy": state.dense_eval.accuracy})
+    if "compress" not in state.completed:
+        stage_compress(state, ctx)
+        resume.save_stage(state, ctx, "compress")
+    if "qat" not in state.completed and spec.quantization.method == "qat_int8":
+        stage_qat_int8(state, ctx)
+        resume.save_stage(state, ctx, "qat")
     stage_quantize(state, ctx)
     stage_evaluate(state, ctx)
-    return package_outputs(state, ctx)
+    summary = package_outputs(state, ctx)
+    if state.checkpoints is not None:
+        state.checkpoints.clear()
+    return summary

@@ -10,7 +10,7 @@ from typing import Protocol
 import torch
 
 from app.settings import Settings
-from app.storage import LocalStore
+from app.storage import ArtifactStore
 from worker.pipelines.data import DatasetLookup
 from worker.pipelines.models import ModelLookup
 from worker.pipelines.progress import BaseReporter
@@ -30,7 +30,7 @@ class PipelineContext:
     device: torch.device
     reporter: BaseReporter
     uploads: Uploads
-    store: LocalStore
+    store: ArtifactStore
     scratch: Path  # this job's scratch folder (removed by the runner)
     add_artifact: ArtifactSink
     job_id: str = ""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from app.schemas.job_spec import DatasetSpec
-from app.storage import LocalStore
+from app.storage import ArtifactStore
 from worker.job_store import DatasetRecord
 from worker.pipelines.errors import DatasetInvalid, DatasetUnavailable
 
@@ -194,7 +194,7 @@ def load_tweets(spec: DatasetSpec, seed: int) -> TaskData:
 
 
 def load_uploaded(
-    dataset_id: uuid.UUID, spec: DatasetSpec, lookup: DatasetLookup, store: LocalStore, seed: int
+    dataset_id: uuid.UUID, spec: DatasetSpec, lookup: DatasetLookup, store: ArtifactStore, seed: int
 ) -> TaskData:
     from app.services.tabular import TableError, read_table
 
@@ -243,7 +243,7 @@ def parse_uuid(value: str) -> uuid.UUID | None:
 
 
 def load_dataset(
-    spec: DatasetSpec, *, data_dir: Path, lookup: DatasetLookup, store: LocalStore, seed: int
+    spec: DatasetSpec, *, data_dir: Path, lookup: DatasetLookup, store: ArtifactStore, seed: int
 ) -> TaskData:
     """Load, then apply max_train_examples / max_eval_examples (seeded subsamples)."""
     name = spec.name

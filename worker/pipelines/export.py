@@ -102,13 +102,19 @@ def export_onnx(
     return dest
 
 
-def quantize_onnx_int8(src: Path, dest: Path) -> Path:
-    """Dynamic int8 quantization of the MatMul/Gemm weights of an fp32 ONNX model."""
+def quantize_onnx_int8(src: Path, dest: Path, *, per_channel: bool = False) -> Path:
+    """Dynamic int8 quantization of the MatMul/Gemm weights of an fp32 ONNX model. With
+    `per_channel` (QAT: weights already on a symmetric per-channel int8 grid), the scales ONNX
+    Runtime derives (max|w|/127 per channel) are the learned ones."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(
-        str(src), str(dest), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+        str(src),
+        str(dest),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm"],
+        per_channel=per_channel,
     )
     log.info("quantized %s -> %s (%d bytes)", src.name, dest.name, dest.stat().st_size)
     return dest

@@ -59,11 +59,16 @@ def _cpu(model: nn.Module) -> nn.Module:
 
 
 def _export_all(
-    compressed: nn.Module, dense: nn.Module, tokenizer: Any, folder: Path, max_length: int
+    compressed: nn.Module,
+    dense: nn.Module,
+    tokenizer: Any,
+    folder: Path,
+    max_length: int,
+    per_channel: bool = False,
 ) -> tuple[Path, Path, Path]:
     try:
         fp32 = ex.export_onnx(compressed, tokenizer, folder / ONNX_FP32, max_length=max_length)
-        int8 = ex.quantize_onnx_int8(fp32, folder / ONNX_INT8)
+        int8 = ex.quantize_onnx_int8(fp32, folder / ONNX_INT8, per_channel=per_channel)
         dense_path = ex.export_onnx(
             dense, tokenizer, folder / "dense" / DENSE_ONNX, max_length=max_length
         )
@@ -125,12 +130,15 @@ def run_export(
     *,
     min_agreement: float = MIN_AGREEMENT,
     progress: Any = None,
+    qat_model: nn.Module | None = None,
 ) -> OnnxExport:
-    """Export, check parity (fp32 must agree >= min_agreement) and measure. CPU only."""
+    """Export, check parity (fp32 must agree >= min_agreement) and measure. CPU only. With a
+    QAT (fake-quant) model, the int8 graph uses per-channel weights (the learned scales) and
+    its parity with the fake-quant model is reported too."""
     compressed, dense = _cpu(compressed), _cpu(dense)
     step = progress or (lambda _f: None)
     fp32, int8, dense_path = _export_all(
-        compressed, dense, setup.tokenizer, folder, setup.max_length
+        compressed, dense, setup.tokenizer, folder, setup.max_length, qat_model is not None
     )
     step(0.2)
 
@@ -152,6 +160,16 @@ def run_export(
         int8_m = measure_onnx(int8, setup, logits_of(qmodel), "pytorch_int8")
     else:
         int8_m = measure_onnx(int8, setup, ref_fp32, "pytorch_fp32")
+    if qat_model is not None:
+        qat_logits = logits_of(_cpu(qat_model))
+        int8_logits = ex.onnx_logits(
+            ex.open_session(int8),
+            setup.tokenizer,
+            setup.examples,
+            batch_size=setup.batch_size,
+            max_length=setup.max_length,
+        )
+        int8_m["parity_vs_qat"] = ex.parity(int8_logits, qat_logits, "pytorch_qat").as_dict()
     step(0.75)
     dense_m = measure_onnx(dense_path, setup, logits_of(dense), "pytorch_fp32")
     ex.require_parity(ex.Parity(**dense_m["parity"]), "dense fp32", min_agreement)
@@ -163,7 +181,12 @@ def run_export(
         "runtime": _ort_version(),
         "opset": ex.OPSET,
         "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
-        "int8_method": "onnxruntime quantize_dynamic (QInt8 weights, MatMul/Gemm)",
+        "int8_method": (
+            "onnxruntime quantize_dynamic (QInt8 per-channel weights at the QAT scales, "
+            "MatMul/Gemm)"
+            if qat_model is not None
+            else "onnxruntime quantize_dynamic (QInt8 weights, MatMul/Gemm)"
+        ),
         "providers": ["CPUExecutionProvider"],
         "max_length": setup.max_length,
         "min_fp32_agreement": min_agreement,
@@ -199,5 +222,11 @@ def export_stage(state: RunState, ctx: PipelineContext) -> OnnxExport:
         latency_iters=ctx.latency_iters,
     )
     return run_export(
-        saved, state.dense, state.qmodel, setup, ctx.scratch / "onnx", progress=ctx.reporter.step
+        saved,
+        state.dense,
+        state.qmodel,
+        setup,
+        ctx.scratch / "onnx",
+        progress=ctx.reporter.step,
+        qat_model=state.qat_model,
     )

@@ -48,6 +48,12 @@ class GradualPruning:
         self.applied: list[tuple[int, float]] = []
         self.pruned = False
 
+    def restore(self, applied: list[tuple[int, float]]) -> None:
+        """Resume after the first len(applied) pruning steps (already in the restored masks)."""
+        self.applied.extend(applied)
+        self.pending = self.pending[len(applied) :]
+        self.pruned = self.pruned or bool(applied)
+
     def _run_due(self, step: int | None) -> None:
         while self.pending and (step is None or self.pending[0][0] <= step):
             at, sparsity = self.pending.pop(0)

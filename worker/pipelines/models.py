@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from app.settings import Settings
-from app.storage import LocalStore
+from app.storage import ArtifactStore
 from worker.job_store import ModelRecord
 from worker.pipelines.errors import ModelInvalid, ModelUnavailable
 
@@ -58,7 +58,7 @@ def builtin_model_path(name: str) -> Path:
     return Path(get_model_path())
 
 
-def extract_uploaded(rec: ModelRecord, store: LocalStore, settings: Settings) -> Path:
+def extract_uploaded(rec: ModelRecord, store: ArtifactStore, settings: Settings) -> Path:
     """Unpack the uploaded archive (once) and return the folder holding config.json."""
     from app.services.archives import ArchiveError, safe_extract
 
@@ -156,7 +156,7 @@ def load_model(
     *,
     settings: Settings,
     lookup: ModelLookup,
-    store: LocalStore,
+    store: ArtifactStore,
     device: torch.device,
     seed: int,
 ) -> LoadedModel:

@@ -33,7 +33,14 @@ def weights_file(folder: Path) -> Path:
     return path
 
 
-def save_int8_dir(qmodel: nn.Module, fp32_model: nn.Module, tokenizer: Any, dest: Path) -> Path:
+def save_int8_dir(
+    qmodel: nn.Module,
+    fp32_model: nn.Module,
+    tokenizer: Any,
+    dest: Path,
+    *,
+    method: str = "dynamic_int8",
+) -> Path:
     from safetensors.torch import save_file
 
     from worker.compression import int8_state_dict
@@ -43,10 +50,10 @@ def save_int8_dir(qmodel: nn.Module, fp32_model: nn.Module, tokenizer: Any, dest
     tokenizer.save_pretrained(str(dest))
     save_file(int8_state_dict(qmodel), str(dest / INT8_WEIGHTS))
     info = {
-        "method": "dynamic_int8",
+        "method": method,
         "weights": INT8_WEIGHTS,
         "dtype": "qint8",
-        "scheme": "per_tensor_affine",
+        "scheme": "per_channel_symmetric" if method == "qat_int8" else "per_tensor_affine",
         "modules": ["torch.nn.Linear"],
         "activations": "quantized dynamically at run time (fp32 in and out)",
         "torch_version": torch.__version__,

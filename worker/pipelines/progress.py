@@ -61,6 +61,9 @@ class BaseReporter:
     def _cancel_requested(self) -> bool:
         raise NotImplementedError
 
+    def _write_step_metrics(self, stage: str | None, values: dict[str, Any]) -> None:
+        """An event only (the job's metrics are left alone); by default nowhere."""
+
     # pipeline-facing API
     def start(self, plan: Sequence[tuple[str, float]]) -> None:
         self._plan = StagePlan(plan)
@@ -97,6 +100,10 @@ class BaseReporter:
     def metrics(self, values: dict[str, Any]) -> None:
         self._write_metrics(self.current, values)
 
+    def step_metrics(self, values: dict[str, Any]) -> None:
+        """Per-step values (e.g. accuracy after each pruning step), streamed as events."""
+        self._write_step_metrics(self.current, values)
+
     def check_cancel(self) -> None:
         if self._cancel_requested():
             raise JobCanceled(f"canceled during stage {self.current}")
@@ -111,6 +118,7 @@ class MemoryReporter(BaseReporter):
         self.stages: list[str] = []
         self.values: dict[str, Any] = {}
         self.progress_log: list[float] = []
+        self.step_log: list[dict[str, Any]] = []
 
     def _write_stage(self, stage: str, progress: float) -> bool:
         self.stages.append(stage)
@@ -123,6 +131,9 @@ class MemoryReporter(BaseReporter):
 
     def _write_metrics(self, stage: str | None, values: dict[str, Any]) -> None:
         self.values.update(values)
+
+    def _write_step_metrics(self, stage: str | None, values: dict[str, Any]) -> None:
+        self.step_log.append(values)
 
     def _cancel_requested(self) -> bool:
         return False

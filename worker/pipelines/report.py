@@ -40,11 +40,18 @@ def _cpu(model: nn.Module) -> nn.Module:
 
 
 def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import onnx
     import onnxruntime
     import transformers
 
+    try:
+        scalpel = version("scalpel")
+    except PackageNotFoundError:
+        scalpel = "unknown"
     return {
+        "scalpel": scalpel,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
@@ -119,7 +126,13 @@ def measure_stage(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
     m["compressed"]["latency_cpu_ms"] = _latency(ctx, saved, tok, max_len)
     ctx.reporter.step(0.7)
     if state.qmodel is not None:
-        int8_dir = save_int8_dir(state.qmodel, state.model, tok, out_dir / "model-int8")
+        int8_dir = save_int8_dir(
+            state.qmodel,
+            state.model,
+            tok,
+            out_dir / "model-int8",
+            method=state.spec.quantization.method,
+        )
         m["int8"] = {
             "file_size": measure.file_sizes_mb(int8_dir / "model.int8.safetensors"),
             "latency_cpu_ms": _latency(ctx, state.qmodel, tok, max_len),
@@ -202,6 +215,7 @@ def package_outputs(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
         },
         "onnx": onnx.section,
         "training_steps": state.steps,
+        "resumed_from": state.resumed_from,
         "stage_seconds": dict(ctx.reporter.stage_seconds),
         "total_seconds": round(time.monotonic() - state.wall_start, 3),
         "versions": _versions(),

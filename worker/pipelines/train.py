@@ -64,6 +64,18 @@ class HoldMask:
 
 
 @dataclass
+class TrainProgress:
+    """Shared with :func:`train` to checkpoint and resume mid-way: `train` sets `optimizer` and
+    `scheduler` and keeps `step` current; to resume, give `step` and the saved states."""
+
+    step: int = 0
+    optimizer_state: dict[str, Any] | None = None
+    scheduler_state: dict[str, Any] | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any = None
+
+
+@dataclass
 class TrainResult:
     steps: int
     last_loss: float
@@ -133,13 +145,18 @@ def train(
     teacher: nn.Module | None = None,
     distill: DistillConfig | None = None,
     steps: int | None = None,
+    progress: TrainProgress | None = None,
 ) -> TrainResult:
     """Train for `steps` (default: from cfg) optimizer steps. `on_step(done, total)` runs after
-    each step (progress, cancel); it may raise to stop training."""
+    each step (progress, cancel); it may raise to stop training. With `progress` at step s > 0,
+    training resumes there (optimizer/scheduler states restored, the first s batches of the
+    seeded order skipped)."""
     if not examples:
         raise ValueError("no training examples")
     total = total_steps(len(examples), cfg) if steps is None else steps
-    torch.manual_seed(cfg.seed)
+    start = progress.step if progress is not None else 0
+    if start == 0:
+        torch.manual_seed(cfg.seed)
     model.train()
     if teacher is not None:
         teacher.eval()
@@ -147,10 +164,19 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(int(cfg.warmup_ratio * total), total)
     )
-    step, epoch, last_loss = 0, 0, float("nan")
+    if progress is not None:
+        if progress.optimizer_state is not None:
+            optimizer.load_state_dict(progress.optimizer_state)
+        if progress.scheduler_state is not None:
+            scheduler.load_state_dict(progress.scheduler_state)
+        progress.optimizer, progress.scheduler = optimizer, scheduler
+    per_epoch = steps_per_epoch(len(examples), cfg.batch_size)
+    step, epoch, last_loss = start, start // per_epoch, float("nan")
+    skip = start % per_epoch
     while step < total:
         order = list(range(len(examples)))
         random.Random(cfg.seed * 1_000_003 + epoch).shuffle(order)
+        order, skip = order[skip * cfg.batch_size :], 0
         for batch in iter_batches(
             tokenizer, examples, cfg.batch_size, cfg.max_length, device, order
         ):
@@ -173,6 +199,8 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            if progress is not None:
+                progress.step = step
             last_loss = float(loss.detach())
             for cb in callbacks:
                 cb.on_step_end(step, total)

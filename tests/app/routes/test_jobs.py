@@ -120,15 +120,6 @@ def test_body_that_is_not_json_is_a_validation_problem(client: TestClient) -> No
     problem(r, 422, "validation_error")
 
 
-def test_unsupported_field_is_422_naming_it(client: TestClient, db_session: Session) -> None:
-    before = count_rows(db_session)
-    r = client.post("/v1/jobs", json=spec(**{"quantization.method": "qat_int8"}))
-    body = problem(r, 422, "unsupported")
-    assert body["field"] == "quantization.method"
-    assert [e["field"] for e in body["errors"]] == ["quantization.method"]
-    assert count_rows(db_session) == before
-
-
 @pytest.mark.parametrize(
     ("changes", "code", "field"),
     [

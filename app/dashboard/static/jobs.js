@@ -1,0 +1,54 @@
+// The job list: polled every 2 s while shown.
+
+import { listJobs } from "./api.js";
+import { clear, fmtTime, h } from "./dom.js";
+import { badge, jobHref, jobName, progressBar } from "./widgets.js";
+
+export const POLL_MS = 2000;
+
+function row(job) {
+  return h(
+    "tr",
+    { "data-job-id": job.id, "data-status": job.status },
+    h("td", { class: "job-name" }, h("a", { href: jobHref(job.id) }, jobName(job))),
+    h("td", {}, badge(job.status)),
+    h("td", { class: "job-stage" }, job.stage ?? "—"),
+    h("td", {}, progressBar(job.progress)),
+    h("td", {}, fmtTime(job.created_at)),
+  );
+}
+
+function table(jobs) {
+  if (jobs.length === 0) return h("p", { class: "empty" }, "No jobs yet.");
+  const head = ["Job", "Status", "Stage", "Progress", "Created"].map((t) => h("th", {}, t));
+  return h(
+    "table",
+    { class: "jobs" },
+    h("thead", {}, h("tr", {}, head)),
+    h("tbody", {}, jobs.map(row)),
+  );
+}
+
+export function showJobs(view, onError) {
+  const body = h("div", { id: "jobs-body" }, h("p", {}, "Loading…"));
+  const status = h("p", { class: "updated", id: "jobs-updated" });
+  clear(view).append(h("h1", {}, "Jobs"), status, body);
+  let stopped = false;
+  let timer = null;
+  const tick = async () => {
+    try {
+      const page = await listJobs();
+      if (stopped) return;
+      clear(body).append(table(page.items));
+      status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    } catch (err) {
+      if (!stopped) onError(err);
+    }
+    if (!stopped) timer = setTimeout(tick, POLL_MS);
+  };
+  tick();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}

@@ -1,0 +1,129 @@
+"""What the OpenAPI document says beyond the routes: request examples, and the webhooks a job
+sends (OpenAPI 3.1 `webhooks`, Standard Webhooks headers, see app.webhooks.signing)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Header
+
+from app.schemas.job_spec import JobSpec
+from app.schemas.webhook_events import WebhookEvent
+
+MAGNITUDE_JOB: dict[str, Any] = {
+    "model": "minilm-l6",
+    "dataset": {"name": "sst2", "max_length": 128},
+    "pruning": {"method": "magnitude", "sparsity": 0.5},
+    "training": {"epochs": 1, "batch_size": 16},
+}
+OBERT_GRADUAL_JOB: dict[str, Any] = {
+    "model": "minilm-l6",
+    "dataset": {"name": "tweets"},
+    "pruning": {
+        "method": "obert",
+        "sparsity": 0.8,
+        "structure": "block4",
+        "schedule": {"kind": "gradual", "epochs": 2, "pruning_steps": 4},
+        "obert": {"num_grads": 64, "block_size": 32},
+    },
+    "distillation": {"enabled": True, "hardness": 1.0, "temperature": 2.0},
+    "quantization": {"method": "dynamic_int8"},
+    "webhook_url": "https://example.com/hooks/scalpel",
+}
+# Shown once JobSpec has a `recipe` field; tests/app/test_openapi_docs.py then submits it, so
+# it must name a recipe that exists (app/recipes).
+RECIPE_JOB: dict[str, Any] = {
+    "model": "minilm-l6",
+    "dataset": {"name": "sst2"},
+    "recipe": "obert-80",
+}
+
+
+def job_spec_examples() -> dict[str, dict[str, Any]]:
+    examples: dict[str, dict[str, Any]] = {
+        "magnitude": {"summary": "One-shot magnitude pruning to 50%", "value": MAGNITUDE_JOB},
+        "obert-gradual": {
+            "summary": "Gradual oBERT to 80% (block4), distillation, int8",
+            "value": OBERT_GRADUAL_JOB,
+        },
+    }
+    if "recipe" in JobSpec.model_fields:  # once the recipe field exists
+        examples["recipe"] = {"summary": "A named recipe", "value": RECIPE_JOB}
+    return examples
+
+
+MODEL_UPLOAD_EXAMPLE = {"file": "(a .zip or .tar.gz of an HF BERT folder)", "name": "my-bert"}
+DATASET_UPLOAD_EXAMPLE = {
+    "file": "(reviews.csv: text,label rows)",
+    "name": "reviews",
+    "text_columns": "text",
+    "label_column": "label",
+    "format": "csv",
+}
+# (method, path) -> media type -> examples.
+REQUEST_EXAMPLES: dict[tuple[str, str], dict[str, dict[str, dict[str, Any]]]] = {
+    ("post", "/v1/models"): {
+        "multipart/form-data": {"zip": {"summary": "A zipped model", "value": MODEL_UPLOAD_EXAMPLE}}
+    },
+    ("post", "/v1/datasets"): {
+        "multipart/form-data": {"csv": {"summary": "A CSV file", "value": DATASET_UPLOAD_EXAMPLE}}
+    },
+}
+
+
+def add_request_examples(schema: dict[str, Any]) -> None:
+    """Examples for request bodies the routes do not declare themselves."""
+    examples: dict[tuple[str, str], dict[str, dict[str, dict[str, Any]]]] = {
+        **REQUEST_EXAMPLES, ("post", "/v1/jobs"): {"application/json": job_spec_examples()},
+    }  # fmt: skip
+    for (method, path), by_media in examples.items():
+        op = schema.get("paths", {}).get(path, {}).get(method)
+        if op is None or "requestBody" not in op:
+            continue
+        content = op["requestBody"].get("content", {})
+        for media, media_examples in by_media.items():
+            if media in content:
+                content[media].setdefault("examples", media_examples)
+
+
+WebhookId = Annotated[str, Header(alias="webhook-id", description="Unique per message.")]
+WebhookTimestamp = Annotated[
+    str, Header(alias="webhook-timestamp", description="Unix seconds of this attempt.")
+]
+WebhookSignature = Annotated[
+    str,
+    Header(
+        alias="webhook-signature",
+        description="Space-separated `v1,<base64 HMAC-SHA256>` of "
+        "`{webhook-id}.{webhook-timestamp}.{body}`, one per active secret.",
+    ),
+]
+WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Any 2xx acknowledges the delivery; anything else is retried."}
+}
+EVENTS = {
+    "job.succeeded": "A job finished; its artifacts can be downloaded.",
+    "job.failed": "A job failed; `data.error_code` says why.",
+    "job.canceled": "A job was canceled.",
+}
+
+
+def install_webhooks(app: FastAPI) -> None:
+    """Register the webhook documentation once (routes under app.webhooks are never served)."""
+    if any(getattr(r, "name", None) in EVENTS for r in app.webhooks.routes):
+        return
+    for event, summary in EVENTS.items():
+
+        def receive(
+            event_body: Annotated[WebhookEvent, Body()],
+            webhook_id: WebhookId,
+            webhook_timestamp: WebhookTimestamp,
+            webhook_signature: WebhookSignature,
+        ) -> None:
+            """Sent to the job's webhook_url, signed per Standard Webhooks."""
+
+        app.webhooks.add_api_route(
+            event, receive, methods=["POST"], name=event, summary=summary,
+            operation_id=f"webhook_{event.replace('.', '_')}", responses=WEBHOOK_RESPONSES,
+            status_code=200, tags=["webhooks"],
+        )  # fmt: skip

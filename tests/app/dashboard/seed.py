@@ -1,0 +1,101 @@
+"""Jobs and artifacts for the dashboard tests, put into a real server's database."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.orm import Session
+
+from app.db.models import Artifact
+from app.db.session import make_engine
+from app.repositories import artifacts as artifacts_repo
+from app.storage import LocalStore
+from tests.app.client.server import Server, spec
+
+XSS_NAME = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+XSS_ERROR = '<b onmouseover="window.__xss = 3">boom</b>'
+MODEL_BYTES = b"not really a tarball\x00\x01\x02" * 100
+
+REPORT: dict[str, Any] = {
+    "dense": {"accuracy": 0.9345, "file_size": {"raw_mb": 86.7}, "latency_cpu_ms": {
+        "batch_1_ms": 12.5, "batch_32_ms": 180.0}},
+    "compressed": {
+        "accuracy": 0.9123, "sparsity": {"overall": 0.5}, "file_size": {"raw_mb": 43.21,
+        "gzip_mb": 20.5}, "latency_cpu_ms": {"batch_1_ms": 6.25, "batch_32_ms": 90.0}},
+    "int8": None,
+    "pruning": {"target_sparsity": 0.5},
+}  # fmt: skip
+
+
+def png_bytes(width: int = 6, height: int = 4) -> bytes:
+    """A valid RGB PNG, without an imaging library."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\x20\x60\xc0" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def add_artifact(
+    server: Server, job_id: str, data: bytes, kind: str, filename: str, media_type: str
+) -> str:
+    stored = LocalStore(Path(server.env["STORAGE_DIR"])).put_stream(io.BytesIO(data))
+    engine = make_engine(server.db_url)
+    try:
+        with Session(engine) as session:
+            art = artifacts_repo.add(session, Artifact(
+                job_id=uuid.UUID(job_id), kind=kind, filename=filename, media_type=media_type,
+                size_bytes=stored.size_bytes, sha256=stored.sha256, storage_key=stored.key,
+            ))  # fmt: skip
+            session.commit()
+            return str(art.id)
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Seeded:
+    queued: str
+    running: str
+    succeeded: str
+    evil: str
+    model_artifact: str
+
+
+def submit(server: Server) -> str:
+    r = httpx.post(f"{server.url}/v1/jobs", json=spec(),
+                   headers={"Authorization": f"Bearer {server.api_key}"}, timeout=30)  # fmt: skip
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def seed(server: Server) -> Seeded:
+    queued, running, succeeded, evil = (submit(server) for _ in range(4))
+    server.finish_job(running, "running", stage="train", progress=0.3)
+    metrics = {"accuracy": 0.9123, "sparsity": 0.5, "model_size_mb": 43.21}
+    server.finish_job(succeeded, "succeeded", stage="package", progress=1.0, metrics=metrics)
+    report = json.dumps(REPORT).encode()
+    add_artifact(server, succeeded, report, "report", "report.json", "application/json")
+    add_artifact(server, succeeded, png_bytes(), "plot_sparsity", "sparsity.png", "image/png")
+    model = add_artifact(
+        server, succeeded, MODEL_BYTES, "model", "model.tar.gz", "application/gzip"
+    )
+    server.finish_job(
+        evil, "failed", spec={**spec(), "name": XSS_NAME}, error_code="bad_input",
+        error_message=XSS_ERROR,
+    )  # fmt: skip
+    return Seeded(queued, running, succeeded, evil, model)

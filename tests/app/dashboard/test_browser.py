@@ -1,0 +1,92 @@
+"""The dashboard in headless Chromium against a real API server process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.app.client.server import Server
+from tests.app.dashboard.seed import MODEL_BYTES, XSS_ERROR, XSS_NAME, Seeded
+
+expect = pytest.importorskip(
+    "playwright.sync_api", reason="playwright not installed: pip install -e '.[dev]'"
+).expect
+
+
+def login(page: Any, server: Server, key: str | None = None, hash_: str = "") -> None:
+    page.goto(f"{server.url}/dashboard/{hash_}")
+    page.fill("#api-key", key or server.api_key)
+    page.click("#login button[type=submit]")
+
+
+def row(page: Any, job_id: str) -> Any:
+    return page.locator(f'tr[data-job-id="{job_id}"]')
+
+
+def no_script_errors(page: Any) -> None:
+    assert [e for e in page.errors if "Failed to load resource" not in e] == []
+    assert page.evaluate("window.__xss") is None
+
+
+def test_job_list_statuses_and_live_progress(page: Any, server: Server, seeded: Seeded) -> None:
+    login(page, server)
+    for job_id, status in ((seeded.queued, "queued"), (seeded.running, "running"),
+                           (seeded.succeeded, "succeeded"), (seeded.evil, "failed")):  # fmt: skip
+        expect(row(page, job_id).locator(".badge")).to_have_text(status)
+    running = row(page, seeded.running)
+    expect(running.locator(".progress-text")).to_have_text("30%")
+    expect(running.locator(".job-stage")).to_have_text("train")
+    server.finish_job(seeded.running, "running", stage="export", progress=0.75)
+    expect(running.locator(".progress-text")).to_have_text("75%", timeout=8_000)
+    expect(running.locator(".job-stage")).to_have_text("export")
+    assert running.locator("progress").evaluate("p => p.value") == 0.75
+    page.reload()  # the key is kept for the tab
+    expect(row(page, seeded.queued)).to_be_visible()
+    assert page.locator("#login").is_hidden()
+    no_script_errors(page)
+
+
+def test_job_page_figures_plot_and_download(
+    page: Any, server: Server, seeded: Seeded, tmp_path: Path
+) -> None:
+    login(page, server, hash_=f"#/jobs/{seeded.succeeded}")
+    expect(page.locator(".summary .badge")).to_have_text("succeeded")
+    figures = page.locator("#figures")
+    expect(figures.locator('[data-figure="accuracy"] .figure-value')).to_have_text("91.2%")
+    expect(figures.locator('[data-figure="accuracy"] .figure-note')).to_contain_text("93.5%")
+    expect(figures.locator('[data-figure="sparsity"] .figure-value')).to_have_text("50%")
+    expect(figures.locator('[data-figure="size"] .figure-value')).to_have_text("43.21 MB")
+    expect(figures.locator('[data-figure="latency"] .figure-value')).to_have_text("6.25 ms")
+    expect(page.locator('#metrics tr[data-metric="accuracy"] td')).to_have_text("0.9123")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#plots img');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )
+    assert page.locator("#plots img").get_attribute("src").startswith("blob:")
+    link = page.locator(f'li[data-artifact-id="{seeded.model_artifact}"] a.download')
+    with page.expect_download() as info:
+        link.click()
+    download = info.value
+    assert download.suggested_filename == "model.tar.gz"
+    target = tmp_path / "model.tar.gz"
+    download.save_as(target)
+    assert target.read_bytes() == MODEL_BYTES
+    no_script_errors(page)
+
+
+def test_user_strings_are_shown_as_text(page: Any, server: Server, seeded: Seeded) -> None:
+    login(page, server)
+    expect(row(page, seeded.evil).locator(".job-name")).to_have_text(XSS_NAME)
+    row(page, seeded.evil).locator(".job-name a").click()
+    expect(page.locator("h1.job-name")).to_have_text(XSS_NAME)
+    expect(page.locator(".job-error")).to_have_text(f"bad_input: {XSS_ERROR}")
+    assert page.locator("main script, main img[src=x], main b").count() == 0
+    no_script_errors(page)
+
+
+def test_a_wrong_key_asks_again(page: Any, server: Server) -> None:
+    login(page, server, key="sk_wrong")
+    expect(page.locator("#login-error")).to_have_text("That key was not accepted.")
+    assert page.evaluate("sessionStorage.getItem('scalpel.apiKey')") is None

@@ -1,0 +1,70 @@
+"""The recipe catalogue: every built-in recipe makes a valid spec; refs and deep merge."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app import recipes
+from app.schemas.job_spec import JobSpec
+
+BASE = {"model": "minilm-l6", "dataset": {"name": "sst2"}}
+NAMES = ["compound-3l-80-int8", "gmp-80", "gmp-90", "obert-80", "obert-90"]
+
+
+def test_catalogue_names_and_versions() -> None:
+    assert [r.name for r in recipes.latest()] == NAMES
+    assert len({r.ref for r in recipes.RECIPES}) == len(recipes.RECIPES)
+    assert all(r.version >= 1 and r.description for r in recipes.RECIPES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_recipe_validates_and_matches_its_name(name: str) -> None:
+    spec = JobSpec.model_validate({**BASE, "recipe": name})
+    assert spec.recipe == f"{name}@1"
+    p = spec.pruning
+    assert p.schedule.kind == "gradual"
+    assert p.sparsity == (0.9 if name.endswith("90") else 0.8)
+    assert p.method == ("magnitude" if name.startswith("gmp") else "obert")
+    assert spec.distillation.enabled is (p.method == "obert")
+    if name.startswith("compound"):
+        assert spec.layers is not None and spec.layers.keep == 3
+        assert p.structure == "block4"
+        assert spec.quantization.method != "none"
+
+
+def test_pinned_ref_and_overrides_deep_merge() -> None:
+    spec = JobSpec.model_validate(
+        {**BASE, "recipe": "obert-80@1", "pruning": {"sparsity": 0.7},
+         "training": {"batch_size": 8}}
+    )  # fmt: skip
+    assert spec.pruning.sparsity == 0.7
+    assert spec.pruning.method == "obert"  # kept from the recipe
+    assert spec.training.batch_size == 8
+    assert spec.training.recovery_epochs == 2.0  # kept from the recipe
+
+
+def test_a_different_schedule_kind_replaces_the_recipes() -> None:
+    spec = JobSpec.model_validate({**BASE, "recipe": "gmp-80", "pruning": {"schedule": {}}})
+    assert spec.pruning.schedule.kind == "gradual"  # merged: same variant
+    spec = JobSpec.model_validate(
+        {**BASE, "recipe": "gmp-80", "pruning": {"schedule": {"kind": "oneshot"}}}
+    )
+    assert spec.pruning.schedule.kind == "oneshot"
+
+
+@pytest.mark.parametrize("ref", ["nope", "obert-80@9", "obert-80@"])
+def test_unknown_recipe_is_an_error_on_the_recipe_field(ref: str) -> None:
+    with pytest.raises(ValidationError) as e:
+        JobSpec.model_validate({**BASE, "recipe": ref})
+    assert [err["loc"] for err in e.value.errors()] == [("recipe",)]
+    assert "unknown recipe" in str(e.value)
+
+
+def test_find_and_deep_merge() -> None:
+    assert recipes.find("gmp-90").ref == "gmp-90@1"
+    with pytest.raises(recipes.UnknownRecipe):
+        recipes.find("gmp-90@2")
+    base = {"a": {"b": 1, "c": 2}, "d": [1]}
+    assert recipes.deep_merge(base, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}
+    assert base == {"a": {"b": 1, "c": 2}, "d": [1]}  # not mutated

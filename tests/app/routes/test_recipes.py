@@ -1,0 +1,46 @@
+"""GET /v1/recipes, /v1/recipes/{name}, and job specs that name a recipe."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from app.db.models import Job
+from tests.app.routes.test_jobs import problem
+
+BASE = {"model": "minilm-l6", "dataset": {"name": "sst2"}}
+
+
+def test_list_and_get(client: TestClient) -> None:
+    body = client.get("/v1/recipes").json()
+    names = [r["name"] for r in body["items"]]
+    assert {"obert-80", "obert-90", "gmp-80", "gmp-90", "compound-3l-80-int8"} <= set(names)
+    one = next(r for r in body["items"] if r["name"] == "obert-80")
+    assert one["version"] == 1 and one["ref"] == "obert-80@1" and one["description"]
+    assert one["spec"]["pruning"]["method"] == "obert"
+    assert client.get("/v1/recipes/obert-80").json() == one
+    assert client.get("/v1/recipes/obert-80@1").json() == one
+    problem(client.get("/v1/recipes/nope"), 404, "recipe_not_found")
+
+
+def test_submit_with_recipe_stores_the_resolved_spec(
+    client: TestClient, db_session: Session
+) -> None:
+    r = client.post("/v1/jobs", json={**BASE, "recipe": "gmp-80", "pruning": {"sparsity": 0.75}})
+    assert r.status_code == 202, r.text
+    stored = r.json()["spec"]
+    assert stored["recipe"] == "gmp-80@1"
+    assert stored["pruning"]["method"] == "magnitude"
+    assert stored["pruning"]["sparsity"] == 0.75
+    assert stored["pruning"]["schedule"]["kind"] == "gradual"
+    job = db_session.get(Job, uuid.UUID(r.json()["id"]))
+    assert job is not None and job.spec == stored
+
+
+def test_unknown_recipe_is_422_naming_the_field(client: TestClient) -> None:
+    body = problem(client.post("/v1/jobs", json={**BASE, "recipe": "obert-99"}), 422,
+                   "validation_error")  # fmt: skip
+    assert body["field"] == "recipe"
+    assert "unknown recipe" in body["detail"]
