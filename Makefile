@@ -9,7 +9,7 @@ STAMP := $(VENV)/.scalpel-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv browser demo serve test lint typecheck pytest bench-fisher bench-oneshot bench-api-load clean
+.PHONY: venv browser demo serve test lint typecheck pytest bench-fisher bench-oneshot bench-recipe bench-api-load clean
 
 # torch 2.13.0 goes in first (a CPU build lies on disk here); then the project with its extras,
 # so nothing pulls a CUDA build of torch.
@@ -49,6 +49,11 @@ bench-fisher: venv
 
 bench-oneshot: venv
 	$(PY) bench/oneshot.py
+
+# The built-in recipes end to end (in-process pipeline), one JSON line each; RECIPE_ARGS adds
+# options (e.g. RECIPE_ARGS="--configs gmp-80 --steps 500", or "--smoke").
+bench-recipe: venv
+	$(PY) bench/recipe.py --out bench/results $(RECIPE_ARGS)
 
 bench-api-load: venv
 	$(PY) bench/api_load.py

@@ -112,3 +112,12 @@ def batches_of(
 def hf_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
     loss: Tensor = model(**batch).loss
     return loss
+
+
+def result_name(kind: str, *parts: str, suffix: str = ".json") -> str:
+    """`<kind>-<YYYYMMDD-HHMM>[-<part>...]-<cores>core-torch<version><suffix>` (UTC), the
+    naming of the files under bench/results/."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M")
+    torch_version = torch.__version__.split("+")[0]
+    middle = "".join(f"-{p}" for p in parts)
+    return f"{kind}-{stamp}{middle}-{os.cpu_count()}core-torch{torch_version}{suffix}"

@@ -1,0 +1,457 @@
+"""Benchmark: the built-in recipes run end to end by the real pipeline, MiniLM-L6 on SST-2.
+
+For each configuration this runs `worker.pipelines.compress.run_pipeline` in-process (no
+database, no Celery: an in-memory reporter and a local artifact store under a temporary
+folder), on the built-in MiniLM-L6 and a seeded SST-2 train subset, with a step budget that
+replaces the recipes' epochs, and prints ONE JSON line per configuration taken from the
+job's report.json, i.e. measured from the exported ONNX files by ONNX Runtime on the CPU:
+dev accuracy of the exported artifact (int8 ONNX for a quantized recipe, fp32 ONNX
+otherwise) vs the dense fp32 ONNX model, encoder sparsity, batch-1 latency at --max-length
+(128 by default) and the artifact's gzip size.
+
+The configurations:
+
+  obert-80, obert-90, gmp-80, gmp-90   the built-in recipes of those names
+  compound-3l-80-block4-int8           the `compound-3l-80-int8` recipe: keep 3 of 6 layers,
+                                       oBERT gradual pruning to 80% in blocks of 4, QAT int8
+
+The budget. The dense model is fine-tuned once (`--dense-steps` steps, batch 16, on the
+`--train-examples` subset) by a pipeline job with pruning "none", and its model.tar.gz is
+cached under bench/.cache/ and handed to every configuration as an uploaded model (the
+pipeline then skips its own dense fine-tuning: the model has a trained head, and it becomes
+the distillation teacher and the dense baseline). Each configuration then recovers for
+`--steps` optimizer steps; the gradual schedule spans the same fraction of them as in the
+recipe (all of them, for every built-in recipe); QAT (compound) runs `--qat-steps` more
+(default: the recovery length, as the pipeline does). Every configuration gets the same step
+budget, whatever its recipe's epochs say.
+
+Usage: ``python bench/recipe.py --out bench/results`` (all five), ``--configs gmp-80``, or a
+smoke run of a couple of minutes: ``python bench/recipe.py --smoke --configs gmp-80``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import CACHE, data_dir, machine, peak_rss_bytes, result_name
+from worker.pipelines.progress import MemoryReporter
+
+CONFIGS: dict[str, str] = {  # configuration -> built-in recipe
+    "obert-80": "obert-80",
+    "obert-90": "obert-90",
+    "gmp-80": "gmp-80",
+    "gmp-90": "gmp-90",
+    "compound-3l-80-block4-int8": "compound-3l-80-int8",
+}
+DEFAULT_TRAIN_EXAMPLES = 8000
+DEFAULT_STEPS = 1000
+SMOKE = {"train_examples": 64, "steps": 4, "dense_steps": 4, "eval_examples": 64}
+SMOKE_OBERT = {"num_grads": 8, "grad_batch_size": 4}
+
+log = logging.getLogger("bench.recipe")
+
+
+class Uploads:
+    """The uploads lookup the pipeline is given: the cached dense model, no data sets."""
+
+    def __init__(self) -> None:
+        self.models: dict[uuid.UUID, Any] = {}
+
+    def get_uploaded_model(self, model_id: uuid.UUID) -> Any:
+        return self.models.get(model_id)
+
+    def get_uploaded_dataset(self, dataset_id: uuid.UUID) -> Any:
+        return None
+
+
+class Env:
+    """Settings, store and artifact sink for in-process jobs under one root folder."""
+
+    def __init__(self, root: Path, latency_iters: tuple[int, int]) -> None:
+        from app.settings import Settings
+        from app.storage import LocalStore
+
+        self.root = root
+        self.settings = Settings(
+            data_dir=data_dir(),
+            storage_dir=root / "store",
+            work_dir=root / "work",
+            device="cpu",
+        )
+        self.store = LocalStore(self.settings.storage_dir)
+        self.uploads = Uploads()
+        self.latency_iters = latency_iters
+
+    def upload_model(self, archive: Path) -> uuid.UUID:
+        from worker.job_store import ModelRecord
+
+        stored = self.store.put_file(archive)
+        rec = ModelRecord(
+            id=uuid.uuid4(),
+            sha256=stored.sha256,
+            storage_key=stored.key,
+            archive_format="tar.gz",
+            architecture="BertForSequenceClassification",
+            num_labels=2,
+            config={},
+        )
+        self.uploads.models[rec.id] = rec
+        return rec.id
+
+    def run(self, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path]]:
+        """Run one job spec; returns its report.json and {artifact kind: local file}."""
+        from app.schemas.job_spec import JobSpec
+        from worker.pipelines.compress import run_pipeline
+        from worker.pipelines.context import PipelineContext
+
+        spec = JobSpec.model_validate(body)
+        artifacts: dict[str, Path] = {}
+
+        def add_artifact(kind: str, path: Path, filename: str, media_type: str) -> str:
+            obj = self.store.put_file(path)
+            artifacts[kind] = self.store.local_path(obj.key)
+            return obj.sha256
+
+        scratch = self.root / "scratch" / name
+        scratch.mkdir(parents=True, exist_ok=True)
+        ctx = PipelineContext(
+            settings=self.settings,
+            device=torch.device("cpu"),
+            reporter=StageLog(name),
+            uploads=self.uploads,
+            store=self.store,
+            scratch=scratch,
+            add_artifact=add_artifact,
+            job_id="",  # no checkpoints
+            latency_iters=self.latency_iters,
+        )
+        run_pipeline(spec, ctx)
+        report: dict[str, Any] = json.loads(artifacts["report"].read_text(encoding="utf-8"))
+        shutil.rmtree(scratch, ignore_errors=True)
+        return report, artifacts
+
+
+class StageLog(MemoryReporter):
+    """An in-memory reporter that also logs each stage and pruning step as it starts."""
+
+    def __init__(self, job: str) -> None:
+        super().__init__(min_interval_s=30.0)
+        self.job = job
+        self.t0 = time.monotonic()
+
+    def _write_stage(self, stage: str, progress: float) -> bool:
+        log.info("[%s] %6.0fs stage %s", self.job, time.monotonic() - self.t0, stage)
+        return super()._write_stage(stage, progress)
+
+    def _write_progress(self, stage: str | None, progress: float) -> bool:
+        elapsed = time.monotonic() - self.t0
+        log.info("[%s] %6.0fs %s %.0f%%", self.job, elapsed, stage, 100 * progress)
+        return super()._write_progress(stage, progress)
+
+    def _write_step_metrics(self, stage: str | None, values: dict[str, Any]) -> None:
+        log.info("[%s] %s", self.job, json.dumps(values))
+        super()._write_step_metrics(stage, values)
+
+
+def dataset_body(args: argparse.Namespace) -> dict[str, Any]:
+    ds: dict[str, Any] = {
+        "name": "sst2",
+        "max_length": args.max_length,
+        "max_train_examples": args.train_examples,
+    }
+    if args.eval_examples is not None:
+        ds["max_eval_examples"] = args.eval_examples
+    return ds
+
+
+def dense_body(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "model": "minilm-l6",
+        "dataset": dataset_body(args),
+        "pruning": {"method": "none"},
+        "training": {
+            "finetune_dense": "always",
+            "max_steps": args.dense_steps,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+        },
+    }
+
+
+def config_body(args: argparse.Namespace, config: str, model_id: uuid.UUID) -> dict[str, Any]:
+    """The recipe with the budget merged over it (the spec's own recipe merge does that)."""
+    from app import recipes
+
+    recipe = recipes.find(CONFIGS[config])
+    base = recipe.spec
+    training: dict[str, Any] = {
+        "finetune_dense": "auto",  # the uploaded dense model has a trained head: no fine-tune
+        "max_steps": args.dense_steps,
+        "recovery_max_steps": args.steps,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+    }
+    body: dict[str, Any] = {
+        "recipe": recipe.ref,
+        "model": str(model_id),
+        "dataset": dataset_body(args),
+        "training": training,
+    }
+    pruning = base.get("pruning", {})
+    sched = pruning.get("schedule", {})
+    if sched.get("kind") == "gradual":
+        rec_epochs = float(base.get("training", {}).get("recovery_epochs", 1.0))
+        fraction = min(1.0, float(sched["epochs"]) / rec_epochs) if sched.get("epochs") else 1.0
+        body["pruning"] = {
+            "schedule": {
+                "kind": "gradual",
+                "epochs": None,
+                "steps": max(1, round(fraction * args.steps)),
+            }
+        }
+    if pruning.get("method") == "obert" and args.smoke:
+        body.setdefault("pruning", {})["obert"] = dict(SMOKE_OBERT)
+    if base.get("quantization", {}).get("method") == "qat_int8":
+        qat = args.steps if args.qat_steps is None else args.qat_steps
+        body["quantization"] = {"qat_steps": qat}
+    return body
+
+
+def budget_of(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
+    spec = report["spec"]
+    sched = spec["pruning"]["schedule"]
+    return {
+        "train_examples": report["dataset"]["train_examples"],
+        "dev_examples": report["dataset"]["dev_examples"],
+        "max_length": report["max_length"],
+        "batch_size": spec["training"]["batch_size"],
+        "dense_steps": args.dense_steps,
+        "recovery_steps": spec["training"]["recovery_max_steps"],
+        "prune_schedule_steps": sched.get("steps") if sched["kind"] == "gradual" else None,
+        "pruning_steps": sched.get("pruning_steps") if sched["kind"] == "gradual" else None,
+        "qat_steps": spec["quantization"].get("qat_steps")
+        if spec["quantization"]["method"] == "qat_int8"
+        else None,
+        "training_steps_run": report["training_steps"],
+        "obert": spec["pruning"].get("obert"),
+        "latency_iters_b1_b32": list(args.latency_iters),
+        "smoke": args.smoke,
+    }
+
+
+def result_line(
+    config: str,
+    args: argparse.Namespace,
+    report: dict[str, Any],
+    dense: dict[str, Any],
+    wall_s: float,
+) -> dict[str, Any]:
+    onnx = report["onnx"]
+    quantized = report["spec"]["quantization"]["method"] != "none"
+    key = "int8" if quantized else "fp32"
+    art, base = onnx[key], onnx["dense_fp32"]
+    comp = report["compressed"]
+    line: dict[str, Any] = {
+        "config": config,
+        "recipe": report["spec"].get("recipe"),
+        "artifact": art["file"],
+        "accuracy": art["accuracy"],
+        "dense_accuracy": base["accuracy"],
+        "accuracy_drop": round(base["accuracy"] - art["accuracy"], 6),
+        "sparsity": comp["sparsity"]["overall"],
+        "latency_ms_b1": art["latency_cpu_ms"]["batch_1_ms"],
+        "dense_latency_ms_b1": base["latency_cpu_ms"]["batch_1_ms"],
+        "speedup_b1": art["speedup_vs_dense"]["batch_1"],
+        "latency_ms_b32": art["latency_cpu_ms"]["batch_32_ms"],
+        "dense_latency_ms_b32": base["latency_cpu_ms"]["batch_32_ms"],
+        "size_gzip_mb": art["file_size"]["gzip_mb"],
+        "dense_size_gzip_mb": base["file_size"]["gzip_mb"],
+        "size_raw_mb": art["file_size"]["raw_mb"],
+        "budget": budget_of(args, report),
+        "num_hidden_layers": comp["num_hidden_layers"],
+        "parameters": comp["parameters"],
+        "pytorch_accuracy": comp["accuracy"],
+        "pytorch_dense_accuracy": report["dense"]["accuracy"],
+        "onnx_fp32_agreement": onnx["fp32"]["parity"]["agreement"],
+        "pruning_applied": report["pruning"]["applied"],
+        "stage_seconds": report["stage_seconds"],
+        "wall_seconds": round(wall_s, 1),
+        "dense_model": {
+            "cached": dense["cached"],
+            "fine_tune_seconds": dense["fine_tune_seconds"],
+            "path": dense["path"],
+        },
+        "peak_rss_mb": round(peak_rss_bytes() / 2**20),
+        "versions": report["versions"],
+        "machine": machine(),
+    }
+    if not quantized:  # every job exports int8 ONNX too (dynamic quantization of the fp32)
+        i8 = onnx["int8"]
+        line["onnx_int8"] = {
+            "accuracy": i8["accuracy"],
+            "latency_ms_b1": i8["latency_cpu_ms"]["batch_1_ms"],
+            "speedup_b1": i8["speedup_vs_dense"]["batch_1"],
+            "size_gzip_mb": i8["file_size"]["gzip_mb"],
+        }
+    return line
+
+
+def dense_model(args: argparse.Namespace, env: Env) -> dict[str, Any]:
+    """The dense fine-tuned model.tar.gz (cached by budget), its report and cost."""
+    name = (
+        f"recipe-dense-n{args.train_examples}-s{args.dense_steps}-b{args.batch_size}"
+        f"-l{args.max_length}-seed{args.seed}-e{args.eval_examples or 'all'}"
+    )
+    folder = CACHE / name
+    archive, report_path = folder / "model.tar.gz", folder / "report.json"
+    if archive.is_file() and report_path.is_file() and not args.no_cache:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        log.info("dense model from cache %s", folder)
+        cached = True
+    else:
+        log.info("fine-tuning the dense model (%d steps)", args.dense_steps)
+        report, artifacts = env.run("dense", dense_body(args))
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifacts["model"], archive)
+        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        cached = False
+    return {
+        "archive": archive,
+        "report": report,
+        "cached": cached,
+        "path": str(folder),
+        "fine_tune_seconds": report["stage_seconds"].get("finetune_dense"),
+    }
+
+
+def write_line(line: dict[str, Any], out: Path | None, smoke: bool) -> None:
+    text = json.dumps(line)
+    print(text, flush=True)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        parts = [line["config"]] + (["smoke"] if smoke else [])
+        (out / result_name("recipe", *parts)).write_text(text + "\n", encoding="utf-8")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    p.add_argument(
+        "--train-examples",
+        type=int,
+        default=None,
+        help=f"seeded SST-2 train subset (default {DEFAULT_TRAIN_EXAMPLES})",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"recovery steps per configuration (default {DEFAULT_STEPS})",
+    )
+    p.add_argument("--dense-steps", type=int, default=None, help="default: --steps")
+    p.add_argument("--qat-steps", type=int, default=None, help="compound QAT; default: --steps")
+    p.add_argument("--max-length", type=int, default=128, help="training cap and latency length")
+    p.add_argument("--eval-examples", type=int, default=None, help="dev subset (default all 872)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--latency-iters",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("B1", "B32"),
+        help="timed iterations at batch 1 and 32 (default 50 3; smoke 3 1)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch/ORT threads (default: cores)")
+    p.add_argument("--out", type=Path, default=None, help="also write each line to a file here")
+    p.add_argument("--keep", type=Path, default=None, help="keep the jobs' store/work here")
+    p.add_argument("--no-cache", action="store_true", help="fine-tune the dense model again")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets: a couple of minutes")
+    p.add_argument("--quiet", action="store_true", help="no progress log on stderr")
+    args = p.parse_args(argv)
+    for key, value in SMOKE.items() if args.smoke else ():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.train_examples is None:
+        args.train_examples = DEFAULT_TRAIN_EXAMPLES
+    if args.steps is None:
+        args.steps = DEFAULT_STEPS
+    if args.dense_steps is None:
+        args.dense_steps = args.steps
+    if args.latency_iters is None:
+        args.latency_iters = [3, 1] if args.smoke else [50, 3]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log.info("machine %s", json.dumps(machine()))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        root = args.keep
+        tmp = None
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="scalpel-bench-recipe-")
+        root = Path(tmp.name)
+    env = Env(root, (args.latency_iters[0], args.latency_iters[1]))
+    failed = 0
+    try:
+        dense = dense_model(args, env)
+        model_id = env.upload_model(dense["archive"])
+        for config in args.configs:
+            start = time.monotonic()
+            body = config_body(args, config, model_id)
+            log.info("[%s] spec overrides %s", config, json.dumps(body))
+            try:
+                report, _ = env.run(config, copy.deepcopy(body))
+            except Exception as e:  # one failed configuration does not stop the others
+                failed += 1
+                traceback.print_exc()
+                line = {
+                    "config": config,
+                    "error": f"{type(e).__name__}: {e}"[:2000],
+                    "wall_seconds": round(time.monotonic() - start, 1),
+                    "machine": machine(),
+                }
+                write_line(line, None, args.smoke)
+                continue
+            write_line(
+                result_line(config, args, report, dense, time.monotonic() - start),
+                args.out,
+                args.smoke,
+            )
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
