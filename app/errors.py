@@ -67,6 +67,13 @@ class ServiceUnavailable(ApiError):
     title = "Service unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The registry (the database) cannot be reached; nothing was written, retry later."""
+
+    code = "database_unavailable"
+    title = "Database unavailable"
+
+
 class Unauthenticated(ApiError):
     """401 with `WWW-Authenticate: Bearer`, whatever was wrong with the key."""
 

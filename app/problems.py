@@ -10,9 +10,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import ApiError
+from app.errors import ApiError, DatabaseUnavailable
 from app.schemas.common import Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -130,6 +131,35 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def database_down(exc: Exception) -> bool:
+    """The database cannot be reached (refused, dropped, pool exhausted), as opposed to a
+    statement it rejected."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and (
+        isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+        or exc.connection_invalidated
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """503 database_unavailable (the request's transaction is rolled back, so nothing of it
+    is kept); any other database error goes on to the 500 handler."""
+    if not database_down(exc):
+        raise exc
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path,
+        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+    )  # fmt: skip
+    return await _api_error(
+        request,
+        DatabaseUnavailable(
+            "the database cannot be reached; nothing was changed, retry later",
+            headers={"Retry-After": "5"},
+        ),
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(request, status=500, code="internal_error", detail="internal error")
@@ -139,4 +169,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sa_exc.DBAPIError, _database_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _database_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -126,9 +126,13 @@ def main() -> int:
     env = dict(os.environ, PORT=str(port), HOST="127.0.0.1")
     out_dir = ROOT / "var" / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The API's and worker's logs (JSON lines) go to a file, so the terminal shows the job.
+    log_path = out_dir / "serve.log"
+    log = log_path.open("wb")
+    print(f"API and worker logs: {log_path}")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "serve.py")], cwd=ROOT, env=env,
-        start_new_session=True,
+        start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
@@ -160,6 +164,7 @@ def main() -> int:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
 
 
 if __name__ == "__main__":

@@ -295,6 +295,26 @@ class JobStore:
             s.add(art)
             return art.id
 
+    def keeps_partial_artifacts(self, job_id: uuid.UUID) -> bool:
+        """Whether the cancel of the running job asked to keep what it registered so far."""
+        with self._session() as s:
+            return bool(s.scalar(select(Job.keep_partial_artifacts).where(Job.id == job_id)))
+
+    def discard_artifacts(self, job_id: uuid.UUID) -> list[str]:
+        """Delete the job's artifact rows; returns the storage keys no other row (another
+        job's artifact, an uploaded model or data set: the store is content-addressed) still
+        names, which the caller may delete from the store."""
+        with self._session() as s:
+            gone = delete(Artifact).where(Artifact.job_id == job_id)
+            keys = set(s.scalars(gone.returning(Artifact.storage_key)))
+            if not keys:
+                return []
+            used: set[str] = set()
+            for column in (Artifact.storage_key, UploadedModel.storage_key,
+                           UploadedDataset.storage_key):  # fmt: skip
+                used.update(s.scalars(select(column).where(column.in_(keys))))
+            return sorted(keys - used)
+
     def get_uploaded_model(self, model_id: uuid.UUID) -> ModelRecord | None:
         with self._session() as s:
             m = s.get(UploadedModel, model_id)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from app.logging import log_context
 from app.settings import Settings, get_settings
-from app.storage import get_store
+from app.storage import ArtifactStore, get_store
 from worker.heartbeat import Heartbeat
 from worker.job_store import JobStore, SessionFactory
 from worker.pipelines.errors import JobCanceled, PipelineError
@@ -56,6 +56,18 @@ class DbReporter(BaseReporter):
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def discard_artifacts(jobs: JobStore, store: ArtifactStore, job_id: uuid.UUID) -> None:
+    """A canceled job's partial artifacts: rows first, then the objects nothing else names."""
+    keys = jobs.discard_artifacts(job_id)
+    for key in keys:
+        try:
+            store.delete(key)
+        except Exception:
+            log.warning("job %s: artifact object %s not deleted", job_id, key, exc_info=True)
+    if keys:
+        log.info("job %s: %d partial artifact object(s) deleted", job_id, len(keys))
 
 
 def _configure_torch(settings: Settings) -> None:
@@ -145,6 +157,8 @@ def _run_job(
             return jobs.finish(jid, "succeeded", metrics=summary)
         except JobCanceled as e:
             log.info("job %s canceled: %s", jid, e)
+            if not jobs.keeps_partial_artifacts(jid):
+                discard_artifacts(jobs, store, jid)
             return jobs.finish(
                 jid, "canceled", message=str(e), metrics={"stage_seconds": reporter.stage_seconds}
             )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.settings import get_settings
 
 AFTER_COMMIT_KEY = "scalpel_after_commit"
+CONNECT_TIMEOUT_S = 10
 
 
 def make_engine(url: str) -> Engine:
@@ -27,7 +28,11 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # A database that does not answer fails the request (503) in seconds, not minutes.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+    )
 
 
 @lru_cache

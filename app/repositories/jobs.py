@@ -89,7 +89,14 @@ def cancel_queued(session: Session, job: Job) -> None:
     add_event(session, job.id, kind="status", status="canceled", message="canceled by request")
 
 
-def request_cancel(session: Session, job: Job) -> None:
+def request_cancel(session: Session, job: Job, *, keep_partial_artifacts: bool = False) -> None:
+    """The worker stops at its next step; a repeated request may still ask to keep what the
+    job registered so far."""
+    if keep_partial_artifacts:
+        job.keep_partial_artifacts = True
     if not job.cancel_requested:
         job.cancel_requested = True
-        add_event(session, job.id, kind="status", status=job.status, message="cancel requested")
+        message = "cancel requested" + (
+            " (keeping partial artifacts)" if job.keep_partial_artifacts else ""
+        )
+        add_event(session, job.id, kind="status", status=job.status, message=message)

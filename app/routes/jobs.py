@@ -17,6 +17,10 @@ from app.services import jobs as service
 from app.services.idempotency import json_sha256
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+KEEP_PARTIAL = (
+    "A running job keeps the artifacts it registered before it stopped (by default they are "
+    "deleted from the registry and the store)."
+)
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -104,8 +108,14 @@ def job_events(
     response_model=JobOut,
     responses={202: {"model": JobOut, "description": "Cancel requested"}, **problems(404, 409)},
 )
-def cancel_job(job_id: str, session: SessionDep, caller: CallerDep, response: Response) -> JobOut:
+def cancel_job(
+    job_id: str,
+    session: SessionDep,
+    caller: CallerDep,
+    response: Response,
+    keep_partial_artifacts: Annotated[bool, Query(description=KEEP_PARTIAL)] = False,
+) -> JobOut:
     """A queued job is canceled at once (200); a running one stops at its next step (202)."""
-    job = service.cancel(session, job_id, caller)
+    job = service.cancel(session, job_id, caller, keep_partial_artifacts=keep_partial_artifacts)
     response.status_code = 200 if job.status == "canceled" else 202
     return JobOut.of(job)

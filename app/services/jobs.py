@@ -134,8 +134,11 @@ def events(
     return items, items[-1].id if len(items) == n else None
 
 
-def cancel(session: Session, raw_id: str, caller: Caller) -> Job:
-    """queued: canceled now. running: the worker stops at its next step. Otherwise 409."""
+def cancel(
+    session: Session, raw_id: str, caller: Caller, *, keep_partial_artifacts: bool = False
+) -> Job:
+    """queued: canceled now. running: the worker stops at its next step and deletes the
+    artifacts it registered so far, unless keep_partial_artifacts. Otherwise 409."""
     job = get(session, raw_id, caller, for_update=True)
     if job.status in TERMINAL_STATUSES:
         raise Conflict(f"job already {job.status}", code="job_finished")
@@ -143,6 +146,6 @@ def cancel(session: Session, raw_id: str, caller: Caller) -> Job:
         jobs_repo.cancel_queued(session, job)
         record_terminal(session, job)
     else:
-        jobs_repo.request_cancel(session, job)
+        jobs_repo.request_cancel(session, job, keep_partial_artifacts=keep_partial_artifacts)
     session.flush()
     return job

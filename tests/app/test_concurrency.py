@@ -3,6 +3,9 @@ response starts (a long stream does not hold it), exempt paths never wait."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import anyio
 import httpx
 from starlette.applications import Starlette
@@ -11,6 +14,13 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app.concurrency import InflightLimit
+
+
+def _run(scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run on a fresh thread: another test (playwright's sync API) may leave an event loop
+    running on this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(anyio.run, scenario).result(timeout=30)
 
 
 def build(limit: int) -> tuple[InflightLimit, dict[str, int], anyio.Event]:
@@ -42,7 +52,7 @@ def build(limit: int) -> tuple[InflightLimit, dict[str, int], anyio.Event]:
 
 
 def test_at_most_limit_requests_inside_and_exempt_paths_pass() -> None:
-    anyio.run(_limit_scenario)
+    _run(_limit_scenario)
 
 
 async def _limit_scenario() -> None:
@@ -86,7 +96,7 @@ async def _asgi_get(app: InflightLimit, path: str, sent: list[dict[str, object]]
 
 
 def test_slot_is_released_when_the_response_starts() -> None:
-    anyio.run(_stream_scenario)
+    _run(_stream_scenario)
 
 
 async def _stream_scenario() -> None:
