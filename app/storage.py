@@ -40,6 +40,30 @@ class ArtifactStore(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+def spool_hashed(
+    stream: BinaryIO, tmp_dir: Path, max_bytes: int | None = None
+) -> tuple[str, str, int]:
+    """Copy ``stream`` to a new temporary file in ``tmp_dir`` while hashing it; returns the
+    file's name, its sha256 and its size. Over ``max_bytes`` raises :class:`TooLarge`; on any
+    error the temporary file is removed."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := stream.read(CHUNK):
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise TooLarge(max_bytes)
+                h.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+    return tmp_name, h.hexdigest(), size
+
+
 class LocalStore:
     """Objects live at <root>/sha256/<aa>/<bb>/<hex>; writes are atomic renames."""
 
@@ -56,20 +80,8 @@ class LocalStore:
         return f"sha256/{digest[:2]}/{digest[2:4]}/{digest}"
 
     def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> StoredObject:
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        h = hashlib.sha256()
-        size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
+        tmp_name, digest, size = spool_hashed(stream, self.root / "tmp", max_bytes)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise TooLarge(max_bytes)
-                    h.update(chunk)
-                    out.write(chunk)
-            digest = h.hexdigest()
             key = self.key_for(digest)
             dest = self._path(key)
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from app.storage import CHUNK, LocalStore, StoredObject, TooLarge
+from app.storage import CHUNK, LocalStore, StoredObject, spool_hashed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,20 +56,8 @@ class S3Store:
 
     def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> StoredObject:
         """Spools to a temporary file while hashing (the key is the digest), then uploads."""
-        tmp_dir = self.cache_dir / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        h = hashlib.sha256()
-        size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
+        tmp_name, digest, size = spool_hashed(stream, self.cache_dir / "tmp", max_bytes)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise TooLarge(max_bytes)
-                    h.update(chunk)
-                    out.write(chunk)
-            digest = h.hexdigest()
             key = self.key_for(digest)
             if not self.exists(key):
                 self.client.upload_file(tmp_name, self.bucket, self._object_key(key))

@@ -14,8 +14,6 @@ Runs every reaper_interval_s on a daemon thread inside each worker process, and 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.repositories import recovery as recovery_repo
+from app.services.periodic import PeriodicLoop, start_once
 from app.services.webhook_outbox import record_terminal
 from app.settings import Settings, get_settings
 
@@ -146,7 +145,7 @@ def reap_once(
     return report
 
 
-class ReaperLoop:
+class ReaperLoop(PeriodicLoop):
     """reap_once every interval_s on a daemon thread, until stop()."""
 
     def __init__(
@@ -157,42 +156,15 @@ class ReaperLoop:
         settings: Settings | None = None,
         publish: Publish | None = None,
     ) -> None:
-        self.interval_s = interval_s
-        self._factory = factory
-        self._settings = settings
-        self._publish = publish
-        self._stop = threading.Event()
-        self.passes = 0
-        self.thread = threading.Thread(target=self._run, name="scalpel-reaper", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self.thread.join(timeout=timeout_s)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                reap_once(self._factory, self._settings, self._publish)
-            except Exception:
-                log.exception("reaper pass failed")
-            self.passes += 1
+        super().__init__(
+            "scalpel-reaper", interval_s, lambda: reap_once(factory, settings, publish)
+        )
 
 
-_started: dict[int, ReaperLoop] = {}
-
-
-def start_background_reaper(settings: Settings | None = None) -> ReaperLoop | None:
+def start_background_reaper(settings: Settings | None = None) -> PeriodicLoop | None:
     """Start this process's reaper thread once (None when reaper_interval_s is 0)."""
     settings = settings or get_settings()
     if settings.reaper_interval_s <= 0:
         return None
-    pid = os.getpid()
-    if pid not in _started:
-        loop = ReaperLoop(settings.reaper_interval_s, settings=settings)
-        loop.start()
-        _started[pid] = loop
-        log.info("reaper started (every %.0f s)", settings.reaper_interval_s)
-    return _started[pid]
+    interval = settings.reaper_interval_s
+    return start_once(lambda: ReaperLoop(interval, settings=settings), "scalpel-reaper")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +21,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.models import WebhookDelivery
 from app.repositories import webhooks as webhooks_repo
+from app.services.periodic import PeriodicLoop, start_once
 from app.services.webhooks import ensure_secrets
 from app.settings import Settings, get_settings
 from app.webhooks import deliver
@@ -117,41 +116,17 @@ def dispatch_once(
         return dispatch_due_webhooks(session, settings, client)
 
 
-class WebhookLoop:
+class WebhookLoop(PeriodicLoop):
     """dispatch_once every interval_s on a daemon thread, until stop()."""
 
     def __init__(self, interval_s: float, settings: Settings | None = None) -> None:
-        self.interval_s = interval_s
-        self._settings = settings
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="scalpel-webhooks", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self.thread.join(timeout=timeout_s)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                dispatch_once(settings=self._settings)
-            except Exception:
-                log.exception("webhook dispatch pass failed")
+        super().__init__("scalpel-webhooks", interval_s, lambda: dispatch_once(settings=settings))
 
 
-_started: dict[int, WebhookLoop] = {}
-
-
-def start_background_dispatcher(settings: Settings | None = None) -> WebhookLoop | None:
+def start_background_dispatcher(settings: Settings | None = None) -> PeriodicLoop | None:
     """Start this process's webhook thread once (None when webhook_dispatch_interval_s is 0)."""
     settings = settings or get_settings()
     if settings.webhook_dispatch_interval_s <= 0:
         return None
-    pid = os.getpid()
-    if pid not in _started:
-        loop = WebhookLoop(settings.webhook_dispatch_interval_s, settings=settings)
-        loop.start()
-        _started[pid] = loop
-    return _started[pid]
+    interval = settings.webhook_dispatch_interval_s
+    return start_once(lambda: WebhookLoop(interval, settings=settings), "scalpel-webhooks")
