@@ -55,7 +55,10 @@ bench-oneshot: venv
 bench-recipe: venv
 	$(PY) bench/recipe.py --out bench/results $(RECIPE_ARGS)
 
+# Polling clients aiming at 1,200 status reads/s (the latency a client sees at that load), then
+# every connection back-to-back (the most the API serves).
 bench-api-load: venv
+	$(PY) bench/api_load.py --rate 1200 --list-rate 100
 	$(PY) bench/api_load.py
 
 clean:

@@ -47,6 +47,7 @@ def serve(argv: list[str]) -> int:
     uvicorn.run(
         "app.main:app", host=settings.host, port=settings.port,
         log_level=settings.log_level.lower(), log_config=None,
+        timeout_keep_alive=settings.http_keep_alive_s,
     )  # fmt: skip
     return 0
 

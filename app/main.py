@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from app.body_limits import ContentLengthLimit
@@ -12,6 +15,9 @@ from app.problems import install_problem_handlers
 from app.request_context import RequestContext
 from app.routes import artifacts, datasets, health, jobs, metrics, models, webhooks
 from app.routes import recipes as recipes_routes
+from app.services.job_cache import JobCache
+from app.services.job_notify import JobChangeListener, libpq_url
+from app.services.key_cache import KeyCache
 from app.settings import Settings, get_settings
 
 # Multipart framing and the small form fields on top of the file itself.
@@ -19,14 +25,32 @@ FORM_OVERHEAD_BYTES = 1024 * 1024
 JSON_BODY_LIMIT_BYTES = 1024 * 1024
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On PostgreSQL, the job cache's change listener runs while the app serves."""
+    settings: Settings = app.state.settings
+    listener = None
+    if settings.database_url.startswith("postgresql") and settings.job_cache_ttl_s > 0:
+        listener = JobChangeListener(libpq_url(settings.database_url), app.state.job_cache)
+        listener.start()
+    try:
+        yield
+    finally:
+        if listener is not None:
+            listener.stop()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
+        lifespan=lifespan,
         title="Scalpel",
         version="0.1.0",
         description="Compression as a service for transformer models.",
     )
     app.state.settings = settings
+    app.state.key_cache = KeyCache(settings.api_key_cache_s)
+    app.state.job_cache = JobCache(settings.job_cache_ttl_s)
     install_problem_handlers(app)
     model_limit = settings.max_model_upload_bytes + FORM_OVERHEAD_BYTES
     dataset_limit = settings.max_dataset_upload_bytes + FORM_OVERHEAD_BYTES
@@ -35,9 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default=JSON_BODY_LIMIT_BYTES,
         prefixes={"/v1/models": model_limit, "/v1/datasets": dataset_limit},
     )
-    app.add_middleware(
-        InflightLimit, limit=settings.max_inflight_requests, exempt=("/healthz",)
-    )
+    app.add_middleware(InflightLimit, limit=settings.max_inflight_requests, exempt=("/healthz",))
     app.add_middleware(RequestContext)  # outermost: every line of a request has its ids
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -57,11 +57,19 @@ class Settings(BaseSettings):
     # API.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Idle HTTP keep-alive (uvicorn's default is 5 s, shorter than most clients' poll interval).
+    http_keep_alive_s: int = Field(default=30, ge=1, le=600)
     default_page_size: int = 50
     max_page_size: int = 200
     # Requests admitted at once per API process (the rest wait without holding a thread or a
     # database connection); keep it at or below the database pool (10 + 20 overflow).
     max_inflight_requests: int = Field(default=24, ge=1, le=30)
+    # How long an API process trusts an API key it has checked (0: check every request); a
+    # revoked key is refused by every process within this many seconds.
+    api_key_cache_s: float = Field(default=5.0, ge=0, le=300)
+    # PostgreSQL only: job status reads are kept in memory until the job's row changes (a
+    # trigger notifies every API process), or for this many seconds at most (0: no cache).
+    job_cache_ttl_s: float = Field(default=30.0, ge=0, le=3600)
 
     # Reliability (no job lost). A running job's worker writes heartbeat_at every
     # heartbeat_interval_s (0: off); the reaper, every reaper_interval_s inside each worker

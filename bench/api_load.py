@@ -8,14 +8,27 @@ jobs (``GET /v1/jobs?limit=20``). It records throughput, p50/p99 latency and err
 and the job's progress rate (progress per second, read from the API) before and during the
 load. The last line printed is one JSON object.
 
-Usage: ``python bench/api_load.py [--duration 60] [--connections 200] [--api-workers 2]``;
-needs ``wrk`` (Debian's package) on PATH.
+Two ways to load it. By default every connection sends its next request the moment the last
+one is answered: that measures the most the API serves, and by Little's law its latency is
+then connections / throughput (200 connections at 1,000/s wait 200 ms whatever the server
+does). ``--rate R`` makes the status connections behave like polling clients that pause
+between responses so that together they aim at R reads/s (``--list-rate`` likewise for the
+list): that measures the latency a client sees at that load.
+
+``--pin`` lays the processes out as in production, where the API and the compression workers
+run on different machines: the worker on the last core, the API processes and wrk on the
+others (``taskset``); PostgreSQL and Redis stay unpinned. Without it everything shares every
+core.
+
+Usage: ``python bench/api_load.py [--duration 60] [--connections 200] [--api-workers 2]
+[--rate 1200 --list-rate 100] [--pin]``; needs ``wrk`` (Debian's package) on PATH.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -48,8 +61,15 @@ from tests.factories.tiny_bert import archive, write_tiny_bert
 REDIS_URL = "redis://127.0.0.1:6379/13"
 LUA = """
 local path = "%s"
+local pause_ms = %d
 request = function()
   return wrk.format("GET", path, {["Authorization"] = "Bearer %s"})
+end
+if pause_ms > 0 then
+  -- a polling client: a pause of pause_ms on average (uniform 0.5x..1.5x) between responses
+  delay = function()
+    return math.random(math.floor(pause_ms / 2), math.floor(pause_ms * 3 / 2))
+  end
 end
 """
 
@@ -62,6 +82,12 @@ def long_job(model_id: str, steps: int) -> dict[str, Any]:
         "pruning": {"method": "magnitude", "sparsity": 0.5},
         "training": {"max_steps": steps, "recovery_max_steps": steps, "batch_size": 16},
     }  # fmt: skip
+
+
+def pause(connections: int, rate: float) -> int:
+    """The mean pause (ms) of each of `connections` polling clients for `rate` requests/s in
+    all (0: no pause). Response time adds to it, so the achieved rate is a little lower."""
+    return round(1000.0 * connections / rate) if rate > 0 else 0
 
 
 def parse_wrk(text: str) -> dict[str, Any]:
@@ -116,8 +142,23 @@ def main() -> None:
     p.add_argument("--api-workers", type=int, default=2)
     p.add_argument("--job-steps", type=int, default=400)
     p.add_argument("--baseline", type=int, default=15, help="seconds of progress before load")
+    p.add_argument(
+        "--rate", type=float, default=0.0,
+        help="status reads/s the clients aim at, as pollers pausing between responses "
+        "(0: each connection sends its next request at once, the saturation test)",
+    )  # fmt: skip
+    p.add_argument("--list-rate", type=float, default=0.0, help="the same, for the list")
+    p.add_argument("--pin", action="store_true", help="worker on the last core, API on the rest")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
+    cores = os.cpu_count() or 1
+    if args.pin and cores < 2:
+        sys.exit("--pin needs two cores at least")
+    api_cpus, worker_cpus = f"0-{cores - 2}", str(cores - 1)
+
+    def pinned(cmd: list[str], cpus: str) -> list[str]:
+        return ["taskset", "-c", cpus, *cmd] if args.pin else cmd
+
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     info = machine()
@@ -134,12 +175,13 @@ def main() -> None:
         api_args = [
             sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
             "--port", str(port), "--workers", str(args.api_workers), "--no-access-log",
+            "--timeout-keep-alive", "30",
             "--log-level", "warning",
         ]  # fmt: skip
         try:
             with (
-                process(api_args, env, tmp / "api.log") as api,
-                process(worker_args(), env, tmp / "worker.log"),
+                process(pinned(api_args, api_cpus), env, tmp / "api.log") as api,
+                process(pinned(worker_args(), worker_cpus), env, tmp / "worker.log"),
                 httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
             ):
                 wait_ready(client, api, tmp / "api.log")
@@ -171,19 +213,22 @@ def main() -> None:
                 time.sleep(args.baseline)
                 t1 = time.monotonic()
                 list_conns = max(1, round(args.connections * args.list_share))
+                status_conns = args.connections - list_conns
                 runs = {
-                    "status": (f"/v1/jobs/{job_id}", args.connections - list_conns),
-                    "list": ("/v1/jobs?limit=20", list_conns),
+                    "status": (f"/v1/jobs/{job_id}", status_conns, pause(status_conns, args.rate)),
+                    "list": ("/v1/jobs?limit=20", list_conns, pause(list_conns, args.list_rate)),
                 }
                 procs = {}
-                for name, (url_path, conns) in runs.items():
+                for name, (url_path, conns, pause_ms) in runs.items():
                     script = tmp / f"{name}.lua"
-                    script.write_text(LUA % (url_path, key))
+                    script.write_text(LUA % (url_path, pause_ms, key))
+                    wrk = [
+                        "wrk", "-t1", f"-c{conns}", f"-d{args.duration}s", "--latency",
+                        "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}",
+                    ]  # fmt: skip
                     procs[name] = subprocess.Popen(
-                        ["wrk", "-t1", f"-c{conns}", f"-d{args.duration}s", "--latency",
-                         "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}"],
-                        stdout=subprocess.PIPE, text=True,
-                    )  # fmt: skip
+                        pinned(wrk, api_cpus), stdout=subprocess.PIPE, text=True
+                    )
                 raw = {name: proc.communicate()[0] for name, proc in procs.items()}
                 results = {name: parse_wrk(text) for name, text in raw.items()}
                 for name, text in raw.items():
@@ -194,8 +239,9 @@ def main() -> None:
                 client.post(f"/v1/jobs/{job_id}/cancel")
         finally:
             drop_database(db_name)
-    for name, (_, conns) in runs.items():
+    for name, (_, conns, pause_ms) in runs.items():
         results[name]["connections"] = conns
+        results[name]["pause_ms"] = pause_ms
         print(f"{name}: {json.dumps(results[name])}", flush=True)
     before, during = rate(samples, t0, t1), rate(samples, t1, t2)
     errors = sum(r["non_2xx"] + r["socket_errors"] for r in results.values())
@@ -210,8 +256,10 @@ def main() -> None:
         "job_progress_per_s_before": before,
         "job_progress_per_s_during": during,
         "connections": args.connections,
+        "target_rate": {"status": args.rate, "list": args.list_rate},
         "duration_s": args.duration,
         "api_workers": args.api_workers,
+        "pinned": {"api_and_wrk": api_cpus, "worker": worker_cpus} if args.pin else None,
         "wrk": results,
         "machine": info,
     }

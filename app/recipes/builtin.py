@@ -123,3 +123,59 @@ BUILTIN: list[tuple[str, int, str, dict[str, Any]]] = [
         },
     ),
 ]
+
+
+def _v2(
+    name: str, method: str, sparsity: float, recovery_epochs: float, pruning_steps: int,
+    description: str, init_sparsity: float = 0.7, **extra: Any,
+) -> tuple[str, int, str, dict[str, Any]]:  # fmt: skip
+    """Version 2 of the gradual recipes, as the paper runs them: from init_sparsity (0.7; 0.3
+    for a dropped-layer student) over the first 3/4 of the recovery with learning-rate
+    rewinding at each step, the last 1/4 recovering at the target; oBERT and GMP share the
+    schedule, the distillation and the learning rate, so only the pruning criterion
+    differs."""
+    pruning: dict[str, Any] = {
+        "method": method,
+        "sparsity": sparsity,
+        "structure": "unstructured",
+        "scope": "global",
+        "schedule": {
+            "kind": "gradual",
+            "epochs": 0.75 * recovery_epochs,
+            "pruning_steps": pruning_steps,
+            "init_sparsity": init_sparsity,
+            "lr_rewind": True,
+        },
+    }
+    if method == "obert":
+        pruning["obert"] = {"num_recomputations": 1}
+    spec: dict[str, Any] = {
+        "pruning": pruning,
+        "distillation": {"enabled": True, "hardness": 1.0, "temperature": 2.0},
+        "training": {"recovery_epochs": recovery_epochs, "learning_rate": 5e-5},
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return name, 2, description, spec
+
+
+_TAIL = " Prunes over the first 3/4 of recovery with learning-rate rewinding, then recovers."
+BUILTIN += [
+    _v2("obert-80", "obert", 0.8, 2.0, 8,
+        "oBERT gradual pruning to 80% unstructured sparsity, with distillation." + _TAIL),
+    _v2("obert-90", "obert", 0.9, 3.0, 12,
+        "oBERT gradual pruning to 90% unstructured sparsity, with distillation." + _TAIL),
+    _v2("gmp-80", "magnitude", 0.8, 2.0, 8,
+        "Gradual magnitude pruning to 80%, oBERT-80's schedule and distillation." + _TAIL),
+    _v2("gmp-90", "magnitude", 0.9, 3.0, 12,
+        "Gradual magnitude pruning to 90%, oBERT-90's schedule and distillation." + _TAIL),
+    _v2("compound-3l-80-int8", "obert", 0.8, 2.0, 8,
+        "Compound compression: keep 3 encoder layers, oBERT gradual pruning to 80% in blocks "
+        "of 4 with distillation, then int8 quantization-aware fine-tuning." + _TAIL,
+        init_sparsity=0.3, layers={"keep": 3},
+        pruning={"structure": "block4", "obert": {"block_size": 4, "num_recomputations": 1}},
+        quantization={"method": "qat_int8"}),
+]  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db.models import ApiKey, Tenant
@@ -24,5 +24,8 @@ def add_key(session: Session, key: ApiKey) -> ApiKey:
     return key
 
 
+_KEY_BY_PREFIX = select(ApiKey).where(ApiKey.prefix == bindparam("prefix"))
+
+
 def key_by_prefix(session: Session, prefix: str) -> ApiKey | None:
-    return session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+    return session.scalars(_KEY_BY_PREFIX, {"prefix": prefix}).one_or_none()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from app.deps import CallerDep, SessionDep, SessionFactoryDep, SettingsDep
@@ -15,6 +16,7 @@ from app.schemas.jobs import JobEventOut, JobEventPage, JobOut, JobPage, JobStat
 from app.services import event_stream as sse
 from app.services import jobs as service
 from app.services.idempotency import json_sha256
+from app.services.job_cache import JobCache
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 KEEP_PARTIAL = (
@@ -49,8 +51,10 @@ def submit_job(
     )  # fmt: skip
 
 
+# The two polling reads are async, their database work on the threadpool: a sync route would
+# take a second thread hop to validate its response.
 @router.get("", response_model=JobPage, responses=problems(422))
-def list_jobs(
+async def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
@@ -58,15 +62,19 @@ def list_jobs(
     page_token: Annotated[str | None, Query(max_length=512)] = None,
     status: JobStatus | None = None,
 ) -> JobPage:
-    jobs, token = service.list_jobs(
-        session, settings, caller, limit=limit, page_token=page_token, status=status
-    )
-    return JobPage(items=[JobOut.of(j) for j in jobs], next_page_token=token)
+    return await run_in_threadpool(
+        service.list_page, session, settings, caller, limit=limit, page_token=page_token,
+        status=status,
+    )  # fmt: skip
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=problems(404))
-def get_job(job_id: str, session: SessionDep, caller: CallerDep) -> JobOut:
-    return JobOut.of(service.get(session, job_id, caller))
+async def get_job(job_id: str, request: Request, session: SessionDep, caller: CallerDep) -> JobOut:
+    cache: JobCache = request.app.state.job_cache
+    return await cache.read_through(
+        service.parse_id(job_id), caller,
+        lambda: run_in_threadpool(service.read, session, job_id, caller, cache),
+    )  # fmt: skip
 
 
 @router.get(

@@ -41,6 +41,11 @@ class GradualSchedule(StrictModel):
     steps: int | None = Field(default=None, ge=1, le=10_000_000)
     pruning_steps: int = Field(default=4, ge=1, le=1000)
     init_sparsity: float = Field(default=0.0, ge=0.0, le=0.99)
+    lr_rewind: bool = Field(
+        default=False,
+        description="Learning-rate rewinding: back to the full rate at each pruning step, "
+        "decaying linearly to the next one (and to the end of recovery after the last).",
+    )
 
     @model_validator(mode="after")
     def _epochs_or_steps(self) -> GradualSchedule:

@@ -13,8 +13,10 @@ from app.pagination import check_limit, decode_token, encode_token
 from app.repositories import jobs as jobs_repo
 from app.repositories import uploads as uploads_repo
 from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, JobSpec
+from app.schemas.jobs import JobOut, JobPage
 from app.services import spec_limits
 from app.services.dispatch import enqueue_and_mark_dispatched
+from app.services.job_cache import JobCache
 from app.services.webhook_outbox import check_submitted_url, record_terminal
 from app.settings import Settings
 from app.tenancy import Caller
@@ -111,6 +113,26 @@ def get(session: Session, raw_id: str, caller: Caller, *, for_update: bool = Fal
     if job is None:
         raise NotFound(f"no job {raw_id!r}", code="job_not_found")
     return job
+
+
+def read(session: Session, raw_id: str, caller: Caller, cache: JobCache | None = None) -> JobOut:
+    """The status read: the job as the API shows it, left in the cache for the next one."""
+    generation = cache.generation() if cache is not None else 0
+    job = get(session, raw_id, caller)
+    out = JobOut.of(job)
+    if cache is not None:
+        cache.store(generation, job.tenant_id, out)
+    return out
+
+
+def list_page(
+    session: Session, settings: Settings, caller: Caller, *, limit: int | None,
+    page_token: str | None, status: str | None,
+) -> JobPage:  # fmt: skip
+    jobs, token = list_jobs(
+        session, settings, caller, limit=limit, page_token=page_token, status=status
+    )
+    return JobPage(items=[JobOut.of(j) for j in jobs], next_page_token=token)
 
 
 def list_jobs(

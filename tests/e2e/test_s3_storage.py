@@ -71,7 +71,7 @@ def test_recipe_job_stores_in_s3_and_downloads_by_redirect(
     spec.pop("quantization")
     r = client.post("/v1/jobs", json=spec)
     assert r.status_code == 202, r.text
-    assert r.json()["spec"]["recipe"] == "gmp-80@1"
+    assert r.json()["spec"]["recipe"] == "gmp-80@2"
     logs = [tmp_path / "api.log", tmp_path / "worker.log"]
     job = wait_job(client, r.json()["id"], logs)
     assert job["status"] == "succeeded", job
@@ -92,7 +92,7 @@ def test_recipe_job_stores_in_s3_and_downloads_by_redirect(
     assert got.status_code == 200
     assert hashlib.sha256(got.content).hexdigest() == sha
     report = json.loads(got.content)
-    assert report["spec"]["recipe"] == "gmp-80@1"
+    assert report["spec"]["recipe"] == "gmp-80@2"
     assert report["spec"]["pruning"]["method"] == "magnitude"
     assert report["spec"]["pruning"]["sparsity"] == 0.8
     assert {"torch", "transformers", "scalpel"} <= set(report["versions"])

@@ -302,6 +302,7 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
         ctx.reporter.stage("recover")
         callbacks: list[TrainCallback] = []
         progress = TrainProgress()
+        lr_restarts: list[int] = []
         if prunes(spec) and gradual:
             cfg_t = train_config(spec, recovery=True)
             assert isinstance(spec.pruning.schedule, GradualSchedule)
@@ -326,6 +327,8 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
                 device=ctx.device,
                 on_pruned=on_pruned,
             )
+            if spec.pruning.schedule.lr_rewind:
+                lr_restarts = [at for at, _ in gradual_cb.pending]
             progress = resume.restore_prune_step(state, ctx, gradual_cb)
             callbacks.append(gradual_cb)
         elif state.masks.hold is not None:
@@ -343,6 +346,7 @@ def stage_compress(state: RunState, ctx: PipelineContext) -> None:
             teacher=state.dense if dist.enabled else None,
             distill=DistillConfig(dist.hardness, dist.temperature) if dist.enabled else None,
             progress=progress,
+            lr_restarts=lr_restarts,
         )
         state.steps["recover"] = res.steps
     elif prunes(spec) and gradual:

@@ -4,6 +4,7 @@ distillation from a frozen teacher, and callbacks (mask holding, gradual pruning
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -133,6 +134,26 @@ def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def rewinding_schedule(warmup: int, total: int, restarts: Sequence[int]) -> Callable[[int], float]:
+    """Learning-rate rewinding: the linear schedule up to the first restart, then at each
+    restart (a pruning step) back to the full rate, decaying linearly to zero at the next
+    restart, or at `total` after the last one (the recovery phase)."""
+    points = sorted({r for r in restarts if 0 < r < total})
+    if not points:
+        return linear_schedule(warmup, total)
+    first = linear_schedule(warmup, points[0])
+    ends = [*points[1:], total]
+
+    def factor(step: int) -> float:
+        if step < points[0]:
+            return first(step)
+        i = bisect.bisect_right(points, step) - 1
+        start, end = points[i], ends[i]
+        return max(0.0, (end - step) / (end - start))
+
+    return factor
+
+
 def train(
     model: nn.Module,
     tokenizer: Any,
@@ -146,11 +167,13 @@ def train(
     distill: DistillConfig | None = None,
     steps: int | None = None,
     progress: TrainProgress | None = None,
+    lr_restarts: Sequence[int] = (),
 ) -> TrainResult:
     """Train for `steps` (default: from cfg) optimizer steps. `on_step(done, total)` runs after
     each step (progress, cancel); it may raise to stop training. With `progress` at step s > 0,
     training resumes there (optimizer/scheduler states restored, the first s batches of the
-    seeded order skipped)."""
+    seeded order skipped). `lr_restarts`: steps where the learning rate rewinds
+    (rewinding_schedule); none: one linear schedule."""
     if not examples:
         raise ValueError("no training examples")
     total = total_steps(len(examples), cfg) if steps is None else steps
@@ -162,7 +185,7 @@ def train(
         teacher.eval()
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, linear_schedule(int(cfg.warmup_ratio * total), total)
+        optimizer, rewinding_schedule(int(cfg.warmup_ratio * total), total, lr_restarts)
     )
     if progress is not None:
         if progress.optimizer_state is not None:

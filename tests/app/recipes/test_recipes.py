@@ -21,16 +21,30 @@ def test_catalogue_names_and_versions() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_each_recipe_validates_and_matches_its_name(name: str) -> None:
     spec = JobSpec.model_validate({**BASE, "recipe": name})
-    assert spec.recipe == f"{name}@1"
+    assert spec.recipe == f"{name}@2"
     p = spec.pruning
     assert p.schedule.kind == "gradual"
     assert p.sparsity == (0.9 if name.endswith("90") else 0.8)
     assert p.method == ("magnitude" if name.startswith("gmp") else "obert")
-    assert spec.distillation.enabled is (p.method == "obert")
+    # Version 2: the paper's recipe, the same for oBERT and GMP but for the criterion.
+    assert spec.distillation.enabled and spec.distillation.hardness == 1.0
+    assert spec.distillation.temperature == 2.0
+    assert p.schedule.lr_rewind
+    assert p.schedule.epochs == 0.75 * spec.training.recovery_epochs  # then recovery
+    assert p.schedule.init_sparsity == (0.3 if name.startswith("compound") else 0.7)
     if name.startswith("compound"):
         assert spec.layers is not None and spec.layers.keep == 3
         assert p.structure == "block4"
         assert spec.quantization.method != "none"
+
+
+def test_version_1_still_means_what_it_meant() -> None:
+    gmp = JobSpec.model_validate({**BASE, "recipe": "gmp-90@1"})
+    assert not gmp.distillation.enabled and gmp.pruning.schedule.kind == "gradual"
+    assert gmp.pruning.schedule.epochs == gmp.training.recovery_epochs == 3.0
+    assert not gmp.pruning.schedule.lr_rewind and gmp.pruning.schedule.init_sparsity == 0.0
+    obert = JobSpec.model_validate({**BASE, "recipe": "obert-80@1"})
+    assert obert.distillation.enabled and obert.pruning.schedule.init_sparsity == 0.3
 
 
 def test_pinned_ref_and_overrides_deep_merge() -> None:
@@ -62,9 +76,10 @@ def test_unknown_recipe_is_an_error_on_the_recipe_field(ref: str) -> None:
 
 
 def test_find_and_deep_merge() -> None:
-    assert recipes.find("gmp-90").ref == "gmp-90@1"
+    assert recipes.find("gmp-90").ref == "gmp-90@2"
+    assert recipes.find("gmp-90@1").version == 1
     with pytest.raises(recipes.UnknownRecipe):
-        recipes.find("gmp-90@2")
+        recipes.find("gmp-90@3")
     base = {"a": {"b": 1, "c": 2}, "d": [1]}
     assert recipes.deep_merge(base, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}
     assert base == {"a": {"b": 1, "c": 2}, "d": [1]}  # not mutated

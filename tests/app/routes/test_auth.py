@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.services.api_keys import IssuedKey, revoke
@@ -86,7 +87,7 @@ def test_bearer_and_x_api_key_both_work(make_client: MakeClient, api_key: Issued
 
 def test_revoked_key_is_401(make_client: MakeClient, db_session: Session) -> None:
     issued = make_api_key(db_session, "tenant-r")
-    client = make_client(key=issued)
+    client = make_client(key=issued, api_key_cache_s="0")
     assert client.get("/v1/jobs").status_code == 200
     revoke(db_session, issued.api_key)
     db_session.commit()
@@ -122,3 +123,34 @@ def test_openapi_declares_the_key_schemes(client: TestClient) -> None:
             assert op["responses"]["401"]["content"] == {
                 "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
             }
+
+
+def test_a_cached_key_skips_the_key_query_until_its_ttl(
+    make_client: MakeClient, db_session: Session
+) -> None:
+    """The documented trade-off: within api_key_cache_s a process keeps trusting a key it
+    checked, revoked since or not; an unknown key is never cached."""
+    issued = make_api_key(db_session, "tenant-c")
+    client = make_client(key=issued, api_key_cache_s="300")
+    statements: list[str] = []
+    listen = db_session.connection()
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(listen, "before_cursor_execute", record)
+    try:
+        assert client.get("/v1/jobs").status_code == 200
+        assert any("api_key" in s for s in statements)
+        statements.clear()
+        revoke(db_session, issued.api_key)
+        db_session.commit()
+        statements.clear()
+        assert client.get("/v1/jobs").status_code == 200  # still trusted: cached
+        assert not any("api_key" in s for s in statements)
+        bad = issued.token[:-4] + "xxxx"
+        for _ in range(2):
+            unauthenticated(client.get("/v1/jobs", headers={"Authorization": f"Bearer {bad}"}))
+        assert sum("api_key" in s for s in statements) == 2  # refused keys always query
+    finally:
+        event.remove(listen, "before_cursor_execute", record)

@@ -18,10 +18,11 @@ def test_list_and_get(client: TestClient) -> None:
     names = [r["name"] for r in body["items"]]
     assert {"obert-80", "obert-90", "gmp-80", "gmp-90", "compound-3l-80-int8"} <= set(names)
     one = next(r for r in body["items"] if r["name"] == "obert-80")
-    assert one["version"] == 1 and one["ref"] == "obert-80@1" and one["description"]
+    assert one["version"] == 2 and one["ref"] == "obert-80@2" and one["description"]
     assert one["spec"]["pruning"]["method"] == "obert"
     assert client.get("/v1/recipes/obert-80").json() == one
-    assert client.get("/v1/recipes/obert-80@1").json() == one
+    assert client.get("/v1/recipes/obert-80@2").json() == one
+    assert client.get("/v1/recipes/obert-80@1").json()["version"] == 1
     problem(client.get("/v1/recipes/nope"), 404, "recipe_not_found")
 
 
@@ -31,7 +32,7 @@ def test_submit_with_recipe_stores_the_resolved_spec(
     r = client.post("/v1/jobs", json={**BASE, "recipe": "gmp-80", "pruning": {"sparsity": 0.75}})
     assert r.status_code == 202, r.text
     stored = r.json()["spec"]
-    assert stored["recipe"] == "gmp-80@1"
+    assert stored["recipe"] == "gmp-80@2"
     assert stored["pruning"]["method"] == "magnitude"
     assert stored["pruning"]["sparsity"] == 0.75
     assert stored["pruning"]["schedule"]["kind"] == "gradual"

@@ -24,7 +24,7 @@ def test_a_recipe_spec_dumps_resolved_and_round_trips() -> None:
          "pruning": {"sparsity": 0.75}}
     )  # fmt: skip
     dumped = spec.model_dump(mode="json")  # what the report's "spec" records
-    assert dumped["recipe"] == "obert-80@1"
+    assert dumped["recipe"] == "obert-80@2"
     assert dumped["pruning"]["method"] == "obert"
     assert dumped["pruning"]["sparsity"] == 0.75
     assert dumped["distillation"]["enabled"] is True

@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -13,8 +14,10 @@ from worker.pipelines.train import (
     DistillConfig,
     HoldMask,
     TrainConfig,
+    TrainProgress,
     distillation_loss,
     linear_schedule,
+    rewinding_schedule,
     total_steps,
     train,
 )
@@ -107,3 +110,38 @@ def test_distillation_training_runs(tiny_bert_dir: Any, tokenizer: Any) -> None:
     assert res.steps == 2 and math.isfinite(res.last_loss)
     assert not teacher.training
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_rewinding_schedule_restarts_at_each_pruning_step() -> None:
+    f = rewinding_schedule(0, 100, [0, 25, 50, 75])
+    assert [f(s) for s in (0, 12, 24)] == [1.0, (25 - 12) / 25, 1 / 25]
+    assert f(25) == 1.0 and f(50) == 1.0 and f(75) == 1.0  # back to the full rate
+    assert f(62) == (75 - 62) / 25
+    assert f(99) == 1 / 25 and f(100) == 0.0  # the recovery after the last step decays to 0
+    # No restart inside the run: the plain linear schedule (with its warmup).
+    g, plain = rewinding_schedule(10, 100, [0, 100]), linear_schedule(10, 100)
+    assert [g(s) for s in range(100)] == [plain(s) for s in range(100)]
+    # Before the first restart: warmup then decay over that first segment.
+    h = rewinding_schedule(4, 40, [20, 30])
+    assert h(0) == 0.25 and h(3) == 1.0 and h(19) == (20 - 19) / 16 and h(20) == 1.0
+
+
+def test_training_rewinds_the_learning_rate_at_the_given_steps(
+    tiny_model: Any, tokenizer: Any
+) -> None:
+    """The rate each optimizer step used: full at steps 0, 3 and 6, decaying in between."""
+    progress = TrainProgress()
+    used: list[float] = []
+
+    def record(_done: int, _total: int) -> None:
+        assert progress.optimizer is not None
+        used.append(progress.optimizer.param_groups[0]["lr"])
+
+    cfg = TrainConfig(max_steps=8, batch_size=4, learning_rate=1e-3, max_length=16)
+    # on_step runs after the scheduler stepped: it sees the rate of the next step.
+    train(tiny_model, tokenizer, examples(40), cfg, CPU, on_step=record, progress=progress,
+          lr_restarts=[3, 6])  # fmt: skip
+    expected = [1e-3 * rewinding_schedule(0, 8, [3, 6])(s) for s in range(1, 9)]
+    assert used == pytest.approx(expected)
+    assert used[2] == pytest.approx(1e-3) and used[5] == pytest.approx(1e-3)  # steps 3, 6
+    assert used[1] < used[0] and used[-1] == 0.0
