@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from app.schemas.jobs import JobLinks, JobOut
 from app.services.job_cache import JobCache
@@ -23,11 +26,21 @@ def job_out(job_id: uuid.UUID, progress: float = 0.0) -> JobOut:
     )  # fmt: skip
 
 
+T = TypeVar("T")
+
+
 class Clock:
     now = 0.0
 
     def __call__(self) -> float:
         return self.now
+
+
+def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """asyncio.run on a thread of its own: a test before this one (the browser tests'
+    playwright) may leave an event loop running on the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()
 
 
 def live_cache(ttl_s: float = 30.0, clock: Clock | None = None) -> JobCache:
@@ -112,7 +125,7 @@ def test_pollers_of_an_evicted_job_share_one_load() -> None:
     async def main() -> list[JobOut]:
         return await asyncio.gather(*(cache.read_through(job_id, caller, load) for _ in range(50)))
 
-    outs = asyncio.run(main())
+    outs = run(main)
     assert len(loads) == 1 and {o.progress for o in outs} == {0.3}
     # Another tenant's waiter is not served from the leader's answer: it loads for itself.
     other = Caller(tenant_id=uuid.uuid4())
@@ -122,7 +135,7 @@ def test_pollers_of_an_evicted_job_share_one_load() -> None:
         await asyncio.gather(cache.read_through(job_id, caller, load),
                              cache.read_through(job_id, other, load))  # fmt: skip
 
-    asyncio.run(mixed())
+    run(mixed)
     assert len(loads) == 3
 
 
@@ -140,6 +153,6 @@ def test_a_failed_load_is_not_shared_and_not_cached() -> None:
         reads = (cache.read_through(job_id, Caller(tenant_id=uuid.uuid4()), load) for _ in range(3))
         return await asyncio.gather(*reads, return_exceptions=True)
 
-    results = asyncio.run(main())
+    results = run(main)
     assert all(isinstance(r, LookupError) for r in results) and len(calls) == 3
     assert len(cache) == 0
