@@ -43,8 +43,6 @@ class JobCache:
         self._generation = 0
         self._live = False
         self._loading: dict[uuid.UUID, asyncio.Future[None]] = {}
-        self.hits = 0
-        self.misses = 0
 
     @property
     def live(self) -> bool:
@@ -64,12 +62,10 @@ class JobCache:
             return None
         entry = self._entries.get(job_id)
         if entry is None or self._clock() >= entry[0]:
-            self.misses += 1
             return None
         _, tenant_id, out = entry
         if caller.scope is not None and caller.scope != tenant_id:
             return None  # another tenant's job: the database read answers 404
-        self.hits += 1
         return out
 
     def generation(self) -> int:

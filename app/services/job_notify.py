@@ -11,6 +11,7 @@ import time
 import uuid
 
 import psycopg
+from sqlalchemy.engine import make_url
 
 from app.services.job_cache import JobCache
 
@@ -23,8 +24,6 @@ TRIGGER_EXISTS = "SELECT 1 FROM pg_trigger WHERE tgname = 'job_changed_notify'"
 
 def libpq_url(sqlalchemy_url: str) -> str:
     """postgresql+psycopg://... -> postgresql://... (what psycopg.connect takes)."""
-    from sqlalchemy.engine import make_url
-
     url = make_url(sqlalchemy_url).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
 

@@ -129,21 +129,13 @@ def list_page(
     session: Session, settings: Settings, caller: Caller, *, limit: int | None,
     page_token: str | None, status: str | None,
 ) -> JobPage:  # fmt: skip
-    jobs, token = list_jobs(
-        session, settings, caller, limit=limit, page_token=page_token, status=status
-    )
-    return JobPage(items=[JobOut.of(j) for j in jobs], next_page_token=token)
-
-
-def list_jobs(
-    session: Session, settings: Settings, caller: Caller, *, limit: int | None,
-    page_token: str | None, status: str | None,
-) -> tuple[list[Job], str | None]:  # fmt: skip
     n = check_limit(limit, settings)
     jobs, nxt = jobs_repo.list_page(
         session, tenant_id=caller.scope, status=status, cursor=decode_token(page_token), limit=n
     )
-    return jobs, encode_token(nxt) if nxt else None
+    return JobPage(
+        items=[JobOut.of(j) for j in jobs], next_page_token=encode_token(nxt) if nxt else None
+    )
 
 
 def events(
