@@ -19,18 +19,21 @@ The budget. The dense model is fine-tuned once (`--dense-steps` steps, batch 16,
 `--train-examples` subset) by a pipeline job with pruning "none", and its model.tar.gz is
 cached under bench/.cache/ and handed to every configuration as an uploaded model (the
 pipeline then skips its own dense fine-tuning: the model has a trained head, and it becomes
-the distillation teacher and the dense baseline). Each configuration then recovers for
-`--steps` optimizer steps; the gradual schedule spans the same fraction of them as in the
-recipe (all of them, for every built-in recipe); QAT (compound) runs `--qat-steps` more
-(default: the recovery length, as the pipeline does). Every configuration gets the same step
-budget, whatever its recipe's epochs say.
+the distillation teacher and the dense baseline). Each configuration then recovers for its
+recipe's recovery epochs over the subset (or `--steps` optimizer steps, the same for all);
+the gradual schedule spans the same fraction of them as in the recipe (the first 3/4 for the
+version 2 recipes); QAT (compound) runs `--qat-steps` more (default: the recovery length, as
+the pipeline does). `--override JSON` merges job-spec fields over every recipe, for
+what-if runs (the line records it and its file name says `override`).
 
-Default budget: 8000 train examples, 1000 dense steps and 1000 recovery steps at batch 16
-(2 epochs of the subset, the 80% recipes' length), 1000 QAT steps for the compound, the full
-dev split (872), latency over 50 batch-1 runs at length 128. On 2 cores a training step is
-about 0.35 s (more with the teacher), an oBERT pruning step about a minute, so a
-configuration takes roughly 15-30 minutes, and the one-off dense fine-tune about 6. Latency
-is measured on whatever else the machine is doing: see `machine.loadavg` in each line.
+Default budget: 8000 train examples at batch 16 (500 steps an epoch); the dense model 1000
+steps (2 epochs); recovery 1000 steps for the 80% recipes and the compound (2 epochs) and
+1500 for the 90% ones (3 epochs), plus 1000 QAT steps for the compound; the full dev split
+(872); latency over 50 batch-1 runs at length 128, taken in rounds that alternate between
+the dense, fp32 and int8 files. On 2 cores a training step is about 0.35 s (more with the
+teacher), an oBERT pruning step 20-60 s, so a configuration takes roughly 12-30 minutes,
+and the one-off dense fine-tune about 9. See `machine.loadavg` in each line for what else
+the machine was doing.
 
 Usage: ``python bench/recipe.py --out bench/results`` (all five), ``--configs gmp-80``, or a
 smoke run of a couple of minutes: ``python bench/recipe.py --smoke --configs gmp-80``.
@@ -69,7 +72,7 @@ CONFIGS: dict[str, str] = {  # configuration -> built-in recipe
     "compound-3l-80-block4-int8": "compound-3l-80-int8",
 }
 DEFAULT_TRAIN_EXAMPLES = 8000
-DEFAULT_STEPS = 1000
+DEFAULT_DENSE_EPOCHS = 2.0  # 1000 steps of the default subset at batch 16
 SMOKE = {"train_examples": 64, "steps": 4, "dense_steps": 4, "eval_examples": 64}
 SMOKE_OBERT = {"num_grads": 8, "grad_batch_size": 4}
 
@@ -203,16 +206,31 @@ def dense_body(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def steps_per_epoch(args: argparse.Namespace) -> int:
+    return max(1, -(-args.train_examples // args.batch_size))
+
+
+def recovery_steps(args: argparse.Namespace, recipe_spec: dict[str, Any]) -> int:
+    """--steps when given, else the recipe's own recovery epochs over the train subset (2
+    epochs for the 80% recipes and the compound, 3 for the 90% ones, as the paper gives the
+    higher sparsity the longer schedule)."""
+    if args.steps is not None:
+        return int(args.steps)
+    epochs = float(recipe_spec.get("training", {}).get("recovery_epochs", 1.0))
+    return max(1, round(epochs * steps_per_epoch(args)))
+
+
 def config_body(args: argparse.Namespace, config: str, model_id: uuid.UUID) -> dict[str, Any]:
     """The recipe with the budget merged over it (the spec's own recipe merge does that)."""
     from app import recipes
 
     recipe = recipes.find(CONFIGS[config])
     base = recipe.spec
+    steps = recovery_steps(args, base)
     training: dict[str, Any] = {
         "finetune_dense": "auto",  # the uploaded dense model has a trained head: no fine-tune
         "max_steps": args.dense_steps,
-        "recovery_max_steps": args.steps,
+        "recovery_max_steps": steps,
         "batch_size": args.batch_size,
         "seed": args.seed,
     }
@@ -231,15 +249,26 @@ def config_body(args: argparse.Namespace, config: str, model_id: uuid.UUID) -> d
             "schedule": {
                 "kind": "gradual",
                 "epochs": None,
-                "steps": max(1, round(fraction * args.steps)),
+                "steps": max(1, round(fraction * steps)),
             }
         }
     if pruning.get("method") == "obert" and args.smoke:
         body.setdefault("pruning", {})["obert"] = dict(SMOKE_OBERT)
     if base.get("quantization", {}).get("method") == "qat_int8":
-        qat = args.steps if args.qat_steps is None else args.qat_steps
+        qat = steps if args.qat_steps is None else args.qat_steps
         body["quantization"] = {"qat_steps": qat}
-    return body
+    return deep_merge(body, args.override)
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, nested objects merged key by key (neither is changed)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def budget_of(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
@@ -293,6 +322,7 @@ def result_line(
         "dense_size_gzip_mb": base["file_size"]["gzip_mb"],
         "size_raw_mb": art["file_size"]["raw_mb"],
         "budget": budget_of(args, report),
+        "overrides": args.override,
         "num_hidden_layers": comp["num_hidden_layers"],
         "parameters": comp["parameters"],
         "pytorch_accuracy": comp["accuracy"],
@@ -310,14 +340,20 @@ def result_line(
         "versions": report["versions"],
         "machine": machine(),
     }
-    if not quantized:  # every job exports int8 ONNX too (dynamic quantization of the fp32)
-        i8 = onnx["int8"]
-        line["onnx_int8"] = {
-            "accuracy": i8["accuracy"],
-            "latency_ms_b1": i8["latency_cpu_ms"]["batch_1_ms"],
-            "speedup_b1": i8["speedup_vs_dense"]["batch_1"],
-            "size_gzip_mb": i8["file_size"]["gzip_mb"],
-        }
+    # the other ONNX file of the job: int8 of a fp32 recipe (every job exports one), or the
+    # fp32 model a quantized recipe started from (what int8 itself adds)
+    other = "fp32" if quantized else "int8"
+    o = onnx[other]
+    line[f"onnx_{other}"] = {
+        "accuracy": o["accuracy"],
+        "latency_ms_b1": o["latency_cpu_ms"]["batch_1_ms"],
+        "speedup_b1": o["speedup_vs_dense"]["batch_1"],
+        "latency_ms_b32": o["latency_cpu_ms"]["batch_32_ms"],
+        "size_gzip_mb": o["file_size"]["gzip_mb"],
+    }
+    line["onnx_compaction"] = {
+        k: v for k, v in (onnx.get("compaction") or {}).items() if k != "method"
+    }
     return line
 
 
@@ -354,7 +390,8 @@ def write_line(line: dict[str, Any], out: Path | None, smoke: bool) -> None:
     print(text, flush=True)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        parts = [line["config"]] + (["smoke"] if smoke else [])
+        parts = [line["config"]] + (["override"] if line.get("overrides") else [])
+        parts += ["smoke"] if smoke else []
         (out / result_name("recipe", *parts)).write_text(text + "\n", encoding="utf-8")
 
 
@@ -373,9 +410,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--steps",
         type=int,
         default=None,
-        help=f"recovery steps per configuration (default {DEFAULT_STEPS})",
+        help="recovery steps for every configuration (default: each recipe's recovery epochs "
+        "over the train subset)",
     )
-    p.add_argument("--dense-steps", type=int, default=None, help="default: --steps")
+    p.add_argument("--dense-steps", type=int, default=None, help="default: --steps, or 2 epochs")
     p.add_argument("--qat-steps", type=int, default=None, help="compound QAT; default: --steps")
     p.add_argument("--max-length", type=int, default=128, help="training cap and latency length")
     p.add_argument("--eval-examples", type=int, default=None, help="dev subset (default all 872)")
@@ -395,16 +433,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-cache", action="store_true", help="fine-tune the dense model again")
     p.add_argument("--smoke", action="store_true", help="tiny budgets: a couple of minutes")
     p.add_argument("--quiet", action="store_true", help="no progress log on stderr")
+    p.add_argument(
+        "--override",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help="job-spec fields merged over every configuration's recipe (recorded in the line), "
+        'e.g. \'{"pruning": {"obert": {"num_grads": 256}}}\'',
+    )
     args = p.parse_args(argv)
+    if not isinstance(args.override, dict):
+        p.error("--override must be a JSON object")
     for key, value in SMOKE.items() if args.smoke else ():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.train_examples is None:
         args.train_examples = DEFAULT_TRAIN_EXAMPLES
-    if args.steps is None:
-        args.steps = DEFAULT_STEPS
     if args.dense_steps is None:
-        args.dense_steps = args.steps
+        args.dense_steps = (
+            args.steps
+            if args.steps is not None
+            else round(DEFAULT_DENSE_EPOCHS * steps_per_epoch(args))
+        )
     if args.latency_iters is None:
         args.latency_iters = [3, 1] if args.smoke else [50, 3]
     return args

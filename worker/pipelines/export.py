@@ -12,7 +12,7 @@ import logging
 import statistics
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -246,3 +246,52 @@ def onnx_latencies(
         "batch_32_ms": b32,
         "throughput_b32_per_s": round(32 * 1000.0 / b32, 2) if b32 > 0 else 0.0,
     }
+
+
+def _timed_runs(session: Any, feed: dict[str, np.ndarray], n: int) -> list[float]:
+    times: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        session.run([LOGITS], feed)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return times
+
+
+def interleaved_latencies(
+    sessions: Mapping[str, Any],
+    tokenizer: Any,
+    max_length: int,
+    *,
+    iters_b1: int = 5,
+    iters_b32: int = 2,
+    rounds: int = 5,
+) -> dict[str, dict[str, float]]:
+    """:func:`onnx_latencies` for several sessions that are compared with each other: the
+    timed runs are split into `rounds` that take turns between the sessions, so a slowdown
+    of the machine while measuring (another process, a noisy neighbour) lands on all of them
+    alike instead of on whichever came last. Medians over all of a session's runs."""
+    rounds = max(1, rounds)
+    per_b1 = max(1, -(-iters_b1 // rounds))
+    per_b32 = max(1, -(-iters_b32 // rounds))
+    rows = {n: dummy_inputs(tokenizer, n, max_length) for n in (1, 32)}
+    feeds = {name: {n: _feed(s, rows[n]) for n in rows} for name, s in sessions.items()}
+    for name, session in sessions.items():  # warm-up
+        _timed_runs(session, feeds[name][1], 2)
+        _timed_runs(session, feeds[name][32], 1)
+    samples: dict[str, dict[int, list[float]]] = {name: {1: [], 32: []} for name in sessions}
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            samples[name][1] += _timed_runs(session, feeds[name][1], per_b1)
+            samples[name][32] += _timed_runs(session, feeds[name][32], per_b32)
+    out: dict[str, dict[str, float]] = {}
+    for name, by_batch in samples.items():
+        b1 = round(statistics.median(by_batch[1]), 3)
+        b32 = round(statistics.median(by_batch[32]), 3)
+        out[name] = {
+            "batch_1_ms": b1,
+            "batch_32_ms": b32,
+            "throughput_b32_per_s": round(32 * 1000.0 / b32, 2) if b32 > 0 else 0.0,
+            "runs_b1": len(by_batch[1]),
+            "runs_b32": len(by_batch[32]),
+        }
+    return out

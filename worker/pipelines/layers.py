@@ -21,7 +21,8 @@ def kept_layer_indices(num_layers: int, keep: int) -> list[int]:
     return [(i * num_layers) // keep for i in range(keep)]
 
 
-def _layer_list(model: nn.Module) -> tuple[nn.Module, str]:
+def layer_list(model: nn.Module) -> tuple[nn.Module, str]:
+    """The module holding the encoder layers and the name of its ModuleList."""
     base = getattr(model, "base_model", model)
     for owner_name, list_name in (("encoder", "layer"), ("transformer", "layer")):
         owner = getattr(base, owner_name, None)
@@ -33,7 +34,7 @@ def _layer_list(model: nn.Module) -> tuple[nn.Module, str]:
 def drop_layers(model: nn.Module, keep: int) -> tuple[nn.Module, list[int]]:
     """Return a copy of `model` with `keep` evenly spaced encoder layers, and their indices."""
     student = copy.deepcopy(model)
-    owner, list_name = _layer_list(student)
+    owner, list_name = layer_list(student)
     layers: nn.ModuleList = getattr(owner, list_name)
     kept = kept_layer_indices(len(layers), keep)
     new_layers = nn.ModuleList([layers[i] for i in kept])

@@ -136,6 +136,18 @@ def _models_table(report: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def _compaction_lines(comp: dict[str, Any]) -> list[str]:
+    if not comp.get("applied"):
+        return []
+    kept, total = comp["ffn_neurons_kept"], comp["ffn_neurons"]
+    per_layer = ", ".join(f"{x['kept']}" for x in comp.get("layers", []) if x.get("compacted"))
+    return [
+        f"The ONNX graphs keep {kept} of {total} feed-forward neurons (per layer: {per_layer}):"
+        " the others were emptied by pruning and removed exactly before export.",
+        "",
+    ]
+
+
 def _parity_table(onnx: dict[str, Any]) -> list[str]:
     rows = []
     for key, name in (
@@ -214,6 +226,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     onnx = report.get("onnx")
     if onnx:
         lines += ["## ONNX parity", "", *_parity_table(onnx)]
+        lines += _compaction_lines(onnx.get("compaction") or {})
     lines += ["## Wall time per stage", ""]
     stages = report.get("stage_seconds") or {}
     lines += _table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in stages.items()])

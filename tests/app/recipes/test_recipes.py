@@ -10,6 +10,7 @@ from app.schemas.job_spec import JobSpec
 
 BASE = {"model": "minilm-l6", "dataset": {"name": "sst2"}}
 NAMES = ["compound-3l-80-int8", "gmp-80", "gmp-90", "obert-80", "obert-90"]
+LATEST = {"compound-3l-80-int8": 3, "gmp-80": 2, "gmp-90": 2, "obert-80": 2, "obert-90": 2}
 
 
 def test_catalogue_names_and_versions() -> None:
@@ -21,7 +22,7 @@ def test_catalogue_names_and_versions() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_each_recipe_validates_and_matches_its_name(name: str) -> None:
     spec = JobSpec.model_validate({**BASE, "recipe": name})
-    assert spec.recipe == f"{name}@2"
+    assert spec.recipe == f"{name}@{LATEST[name]}"
     p = spec.pruning
     assert p.schedule.kind == "gradual"
     assert p.sparsity == (0.9 if name.endswith("90") else 0.8)
@@ -36,6 +37,14 @@ def test_each_recipe_validates_and_matches_its_name(name: str) -> None:
         assert spec.layers is not None and spec.layers.keep == 3
         assert p.structure == "block4"
         assert spec.quantization.method != "none"
+        assert spec.training.learning_rate == 1.5e-4  # version 3: a student's rate
+    else:
+        assert spec.training.learning_rate == 5e-5
+
+
+def test_compound_version_2_keeps_its_learning_rate() -> None:
+    spec = JobSpec.model_validate({**BASE, "recipe": "compound-3l-80-int8@2"})
+    assert spec.training.learning_rate == 5e-5 and spec.layers is not None
 
 
 def test_version_1_still_means_what_it_meant() -> None:

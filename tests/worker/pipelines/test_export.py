@@ -158,3 +158,56 @@ def test_parity_numbers() -> None:
         ex.require_parity(p, "fp32", 0.995)
     with pytest.raises(ExportParityFailed):
         ex.parity(a, b[:3], "ref")
+
+
+def _initializer_shapes(path: Path) -> list[tuple[int, ...]]:
+    import onnx
+
+    return [tuple(t.dims) for t in onnx.load(str(path)).graph.initializer]
+
+
+def test_emptied_neurons_leave_the_exported_graph_and_parity_holds(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    compressed = copy.deepcopy(tiny_model).eval()
+    width = compressed.config.intermediate_size
+    with torch.no_grad():
+        fc1 = compressed.bert.encoder.layer[0].intermediate.dense
+        fc1.weight[: width // 2] = 0.0  # half the neurons of layer 0 output a constant
+    out = run_export(compressed, tiny_model, None, _setup(tokenizer, _examples()), tmp_path)
+    comp = out.section["compaction"]
+    assert comp["applied"] and comp["layers"][0]["constant"] == width // 2
+    assert comp["ffn_neurons"] - comp["ffn_neurons_kept"] == width // 2
+    hidden = compressed.config.hidden_size
+    assert (width - width // 2, hidden) in _initializer_shapes(out.fp32)  # narrower MatMul
+    assert (width, hidden) in _initializer_shapes(out.fp32)  # the other layer kept its width
+    # the compacted graph against the uncompacted PyTorch model: the same function
+    assert out.section["fp32"]["parity"]["agreement"] == 1.0
+    assert out.section["fp32"]["parity"]["max_abs_logit_diff"] < 1e-4
+
+
+class _Recorder:
+    """A stand-in session that records which session ran, and at which batch size."""
+
+    def __init__(self, name: str, calls: list[tuple[str, int]]) -> None:
+        self.name, self.calls = name, calls
+
+    def get_inputs(self) -> list[Any]:
+        return [type("Arg", (), {"name": n})() for n in ("input_ids", "attention_mask")]
+
+    def run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.calls.append((self.name, int(feed["input_ids"].shape[0])))
+        return [np.zeros((feed["input_ids"].shape[0], 2), dtype=np.float32)]
+
+
+def test_interleaved_latencies_take_turns_between_sessions(tokenizer: Any) -> None:
+    calls: list[tuple[str, int]] = []
+    sessions = {n: _Recorder(n, calls) for n in ("dense", "int8")}
+    lat = ex.interleaved_latencies(sessions, tokenizer, 16, iters_b1=7, iters_b32=2, rounds=3)
+    timed = calls[6:]  # after the warm-up: 2 batch-1 runs and 1 batch-32 run each
+    assert calls[:6] == [("dense", 1)] * 2 + [("dense", 32)] + [("int8", 1)] * 2 + [("int8", 32)]
+    one_round = [("dense", 1)] * 3 + [("dense", 32)] + [("int8", 1)] * 3 + [("int8", 32)]
+    assert timed == one_round * 3
+    for name in sessions:
+        assert lat[name]["runs_b1"] == 9 and lat[name]["runs_b32"] == 3
+        assert lat[name]["batch_1_ms"] >= 0 and lat[name]["throughput_b32_per_s"] >= 0

@@ -92,6 +92,23 @@ def test_markdown_tables() -> None:
     assert layer_rows == ["| 0 | 0 | 79.00% |", "| 1 | 2 | 81.00% |"]
 
 
+def test_markdown_states_the_compaction() -> None:
+    rep = report()
+    layers = [
+        {"layer": 0, "compacted": True, "neurons": 32, "kept": 20, "constant": 10, "dead": 2},
+        {"layer": 1, "compacted": True, "neurons": 32, "kept": 32, "constant": 0, "dead": 0},
+    ]
+    rep["onnx"]["compaction"] = {
+        "applied": True,
+        "ffn_neurons": 64,
+        "ffn_neurons_kept": 52,
+        "layers": layers,
+    }
+    assert "keep 52 of 64 feed-forward neurons (per layer: 20, 32)" in render_markdown(rep)
+    rep["onnx"]["compaction"] = {"applied": False, "ffn_neurons": 64, "ffn_neurons_kept": 64}
+    assert "feed-forward neurons" not in render_markdown(rep)
+
+
 def test_markdown_without_onnx_or_step_accuracy() -> None:
     md = render_markdown(report(with_onnx=False, step_accuracy=False))
     assert "ONNX" not in md and "| 4 | 80.00% | n/a |" in md

@@ -1,0 +1,51 @@
+"""bench/recipe.py's job bodies: the budget merged over a recipe, and --override over that."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from bench import recipe
+
+
+def test_deep_merge_merges_nested_objects_and_leaves_inputs_alone() -> None:
+    base = {"a": {"b": 1, "c": {"d": 2}}, "e": 3}
+    extra = {"a": {"c": {"f": 4}}, "e": {"g": 5}}
+    assert recipe.deep_merge(base, extra) == {"a": {"b": 1, "c": {"d": 2, "f": 4}}, "e": {"g": 5}}
+    assert base == {"a": {"b": 1, "c": {"d": 2}}, "e": 3}
+
+
+def test_config_body_applies_budget_then_override() -> None:
+    override = '{"training": {"learning_rate": 1e-4}, "pruning": {"obert": {"num_grads": 128}}}'
+    args = recipe.parse_args(["--steps", "400", "--override", override])
+    body = recipe.config_body(args, "obert-90", uuid.uuid4())
+    assert body["training"]["recovery_max_steps"] == 400
+    assert body["training"]["learning_rate"] == 1e-4
+    assert body["pruning"]["schedule"]["steps"] == 300  # the recipe prunes over 3/4 of recovery
+    assert body["pruning"]["obert"] == {"num_grads": 128}
+    assert args.override["pruning"]["obert"]["num_grads"] == 128
+
+
+def test_override_must_be_an_object() -> None:
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--override", "[1, 2]"])
+
+
+def test_default_budget_follows_each_recipes_recovery_epochs() -> None:
+    args = recipe.parse_args([])  # 8000 examples at batch 16: 500 steps an epoch
+    assert args.dense_steps == 1000
+    steps = {
+        c: recipe.config_body(args, c, uuid.uuid4())["training"]["recovery_max_steps"]
+        for c in recipe.CONFIGS
+    }
+    assert steps == {
+        "obert-80": 1000,
+        "obert-90": 1500,
+        "gmp-80": 1000,
+        "gmp-90": 1500,
+        "compound-3l-80-block4-int8": 1000,
+    }
+    fixed = recipe.parse_args(["--steps", "300"])
+    assert fixed.dense_steps == 300
+    assert recipe.config_body(fixed, "gmp-90", uuid.uuid4())["pruning"]["schedule"]["steps"] == 225

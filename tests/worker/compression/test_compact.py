@@ -1,0 +1,80 @@
+"""compact_ffn: emptied feed-forward neurons removed without changing the function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from worker.compression.compact import compact_ffn, empty_neurons
+
+
+def _block(bias2: bool = True, seed: int = 0) -> tuple[nn.Linear, nn.Linear]:
+    torch.manual_seed(seed)
+    fc1, fc2 = nn.Linear(8, 6), nn.Linear(6, 5, bias=bias2)
+    with torch.no_grad():
+        fc1.bias.uniform_(-2.0, 2.0)  # constant neurons must fold a non-trivial act(b)
+    return fc1, fc2
+
+
+def _run(fc1: nn.Linear, fc2: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return fc2(nn.functional.gelu(fc1(x)))
+
+
+def test_constant_and_dead_neurons_are_removed_and_the_output_is_unchanged() -> None:
+    fc1, fc2 = _block()
+    with torch.no_grad():
+        fc1.weight[[1, 4]] = 0.0  # constant: gelu(b1) for every input
+        fc2.weight[:, 2] = 0.0  # dead: contributes nothing
+        fc2.weight[:, 4] = 0.0  # both: counted as constant
+    x = torch.randn(7, 3, 8)
+    before = _run(fc1, fc2, x)
+    w1_before = fc1.weight.clone()
+    new1, new2, rep = compact_ffn(fc1, fc2, nn.functional.gelu)
+    assert (rep.neurons, rep.constant, rep.dead, rep.kept) == (6, 2, 1, 3)
+    assert new1.weight.shape == (3, 8) and new2.weight.shape == (5, 3)
+    assert torch.equal(new1.weight, fc1.weight[[0, 3, 5]])
+    torch.testing.assert_close(_run(new1, new2, x), before, rtol=0, atol=1e-6)
+    assert torch.equal(fc1.weight, w1_before)  # the inputs are left alone
+    assert not torch.equal(new2.bias, fc2.bias)  # the constants went into the bias
+
+
+def test_without_empty_neurons_nothing_changes() -> None:
+    fc1, fc2 = _block()
+    new1, new2, rep = compact_ffn(fc1, fc2, nn.functional.gelu)
+    assert rep.kept == 6 and rep.constant == rep.dead == 0
+    assert torch.equal(new1.weight, fc1.weight) and torch.equal(new2.bias, fc2.bias)
+
+
+def test_output_layer_without_bias_gets_one_for_the_fold() -> None:
+    fc1, fc2 = _block(bias2=False)
+    with torch.no_grad():
+        fc1.weight[0] = 0.0
+    x = torch.randn(4, 8)
+    new1, new2, _ = compact_ffn(fc1, fc2, nn.functional.gelu)
+    assert new2.bias is not None and new1.out_features == 5
+    torch.testing.assert_close(_run(new1, new2, x), _run(fc1, fc2, x), rtol=0, atol=1e-6)
+
+
+def test_a_fully_emptied_block_keeps_one_silent_neuron() -> None:
+    fc1, fc2 = _block()
+    with torch.no_grad():
+        fc1.weight.zero_()
+    x = torch.randn(4, 8)
+    new1, new2, rep = compact_ffn(fc1, fc2, nn.functional.gelu)
+    assert rep.kept == 1 and rep.constant == 6
+    assert torch.count_nonzero(new2.weight) == 0
+    torch.testing.assert_close(_run(new1, new2, x), _run(fc1, fc2, x), rtol=0, atol=1e-6)
+
+
+def test_empty_neurons_and_shape_check() -> None:
+    fc1, fc2 = _block()
+    with torch.no_grad():
+        fc1.weight[3] = 0.0
+        fc2.weight[:, 3] = 0.0
+        fc2.weight[:, 5] = 0.0
+    constant, dead = empty_neurons(fc1, fc2)
+    assert constant.tolist() == [False, False, False, True, False, False]
+    assert dead.tolist() == [False, False, False, False, False, True]
+    with pytest.raises(ValueError, match="fc2 takes 5"):
+        compact_ffn(fc1, nn.Linear(5, 5), nn.functional.gelu)
