@@ -61,6 +61,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.recipes import deep_merge  # the job spec's own merge (a different `kind` replaces)
 from bench.common import CACHE, data_dir, machine, peak_rss_bytes, result_name
 from worker.pipelines.progress import MemoryReporter
 
@@ -258,17 +259,6 @@ def config_body(args: argparse.Namespace, config: str, model_id: uuid.UUID) -> d
         qat = steps if args.qat_steps is None else args.qat_steps
         body["quantization"] = {"qat_steps": qat}
     return deep_merge(body, args.override)
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`extra` over `base`, nested objects merged key by key (neither is changed)."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def budget_of(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:

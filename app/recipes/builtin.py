@@ -125,7 +125,7 @@ BUILTIN: list[tuple[str, int, str, dict[str, Any]]] = [
 ]
 
 
-def _v2(
+def _gradual(
     name: str, method: str, sparsity: float, recovery_epochs: float, pruning_steps: int,
     description: str, init_sparsity: float = 0.7, version: int = 2,
     learning_rate: float = 5e-5, **extra: Any,
@@ -165,15 +165,15 @@ def _v2(
 
 _TAIL = " Prunes over the first 3/4 of recovery with learning-rate rewinding, then recovers."
 BUILTIN += [
-    _v2("obert-80", "obert", 0.8, 2.0, 8,
+    _gradual("obert-80", "obert", 0.8, 2.0, 8,
         "oBERT gradual pruning to 80% unstructured sparsity, with distillation." + _TAIL),
-    _v2("obert-90", "obert", 0.9, 3.0, 12,
+    _gradual("obert-90", "obert", 0.9, 3.0, 12,
         "oBERT gradual pruning to 90% unstructured sparsity, with distillation." + _TAIL),
-    _v2("gmp-80", "magnitude", 0.8, 2.0, 8,
+    _gradual("gmp-80", "magnitude", 0.8, 2.0, 8,
         "Gradual magnitude pruning to 80%, oBERT-80's schedule and distillation." + _TAIL),
-    _v2("gmp-90", "magnitude", 0.9, 3.0, 12,
+    _gradual("gmp-90", "magnitude", 0.9, 3.0, 12,
         "Gradual magnitude pruning to 90%, oBERT-90's schedule and distillation." + _TAIL),
-    _v2("compound-3l-80-int8", "obert", 0.8, 2.0, 8,
+    _gradual("compound-3l-80-int8", "obert", 0.8, 2.0, 8,
         "Compound compression: keep 3 encoder layers, oBERT gradual pruning to 80% in blocks "
         "of 4 with distillation, then int8 quantization-aware fine-tuning." + _TAIL,
         init_sparsity=0.3, layers={"keep": 3},
@@ -185,7 +185,7 @@ BUILTIN += [
 # layers' features are gone), and distilling it at 1.5e-4 rather than 5e-5 recovers more in
 # the same steps (bench/recipe.py: 82.8% vs 79.7% on SST-2, the dense model 86.0%).
 BUILTIN += [
-    _v2("compound-3l-80-int8", "obert", 0.8, 2.0, 8,
+    _gradual("compound-3l-80-int8", "obert", 0.8, 2.0, 8,
         "Compound compression: keep 3 encoder layers, oBERT gradual pruning to 80% in blocks "
         "of 4 with distillation at a student's learning rate (1.5e-4), then int8 "
         "quantization-aware fine-tuning." + _TAIL,

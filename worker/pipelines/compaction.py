@@ -43,7 +43,7 @@ def compact_feed_forward(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
     """A copy of `model` with its empty feed-forward neurons removed, and what was removed
     (`model` itself, with `applied` false, when there is nothing to remove)."""
     try:
-        owner, name = layer_list(model)
+        layer_list(model)
     except UnsupportedSpec:
         return model, {"applied": False, "reason": "no encoder layer list"}
     out = copy.deepcopy(model)

@@ -210,44 +210,6 @@ def require_parity(result: Parity, variant: str, min_agreement: float) -> None:
         )
 
 
-def onnx_latency_ms(
-    session: Any,
-    tokenizer: Any,
-    *,
-    batch_size: int,
-    max_length: int,
-    warmup: int = 2,
-    iters: int = 5,
-) -> float:
-    """Median wall time of one ORT run on full-length random rows, in milliseconds."""
-    feed = _feed(session, dummy_inputs(tokenizer, batch_size, max_length))
-    for _ in range(warmup):
-        session.run([LOGITS], feed)
-    times: list[float] = []
-    for _ in range(max(1, iters)):
-        t0 = time.perf_counter()
-        session.run([LOGITS], feed)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return round(statistics.median(times), 3)
-
-
-def onnx_latencies(
-    session: Any, tokenizer: Any, max_length: int, *, iters_b1: int = 5, iters_b32: int = 2
-) -> dict[str, float]:
-    """Batch 1 latency and batch 32 latency and throughput (examples per second)."""
-    b1 = onnx_latency_ms(
-        session, tokenizer, batch_size=1, max_length=max_length, warmup=2, iters=iters_b1
-    )
-    b32 = onnx_latency_ms(
-        session, tokenizer, batch_size=32, max_length=max_length, warmup=1, iters=iters_b32
-    )
-    return {
-        "batch_1_ms": b1,
-        "batch_32_ms": b32,
-        "throughput_b32_per_s": round(32 * 1000.0 / b32, 2) if b32 > 0 else 0.0,
-    }
-
-
 def _timed_runs(session: Any, feed: dict[str, np.ndarray], n: int) -> list[float]:
     times: list[float] = []
     for _ in range(n):
@@ -266,10 +228,11 @@ def interleaved_latencies(
     iters_b32: int = 2,
     rounds: int = 5,
 ) -> dict[str, dict[str, float]]:
-    """:func:`onnx_latencies` for several sessions that are compared with each other: the
-    timed runs are split into `rounds` that take turns between the sessions, so a slowdown
-    of the machine while measuring (another process, a noisy neighbour) lands on all of them
-    alike instead of on whichever came last. Medians over all of a session's runs."""
+    """Batch-1 latency and batch-32 latency and throughput of sessions that are compared with
+    each other, on full-length random rows: the timed runs are split into `rounds` that take
+    turns between the sessions, so a slowdown of the machine while measuring (another
+    process, a noisy neighbour) lands on all of them alike instead of on whichever came last.
+    Medians over all of a session's runs, in milliseconds."""
     rounds = max(1, rounds)
     per_b1 = max(1, -(-iters_b1 // rounds))
     per_b32 = max(1, -(-iters_b32 // rounds))
