@@ -9,7 +9,7 @@ STAMP := $(VENV)/.scalpel-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv browser demo serve test lint typecheck pytest bench-fisher bench-oneshot bench-recipe bench-api-load clean
+.PHONY: venv browser demo serve test lint typecheck pytest bench-fisher bench-oneshot bench-recipe bench-latency bench-api-load clean
 
 # torch 2.13.0 goes in first (a CPU build lies on disk here); then the project with its extras,
 # so nothing pulls a CUDA build of torch.
@@ -54,6 +54,11 @@ bench-oneshot: venv
 # options (e.g. RECIPE_ARGS="--configs gmp-80 --steps 500", or "--smoke").
 bench-recipe: venv
 	$(PY) bench/recipe.py --out bench/results $(RECIPE_ARGS)
+
+# A kept recipe job's ONNX files timed again against the dense model, at 1 thread and at all
+# cores, on a quiet machine (LATENCY_ARGS="--keep DIR"; DIR from RECIPE_ARGS="--keep DIR ...").
+bench-latency: venv
+	$(PY) bench/latency.py --out bench/results $(LATENCY_ARGS)
 
 # Polling clients aiming at 1,200 status reads/s (the latency a client sees at that load), then
 # every connection back-to-back (the most the API serves).

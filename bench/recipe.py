@@ -33,7 +33,7 @@ steps (2 epochs); recovery 1000 steps for the 80% recipes and the compound (2 ep
 the dense, fp32 and int8 files. On 2 cores a training step is about 0.35 s (more with the
 teacher), an oBERT pruning step 20-60 s, so a configuration takes roughly 12-30 minutes,
 and the one-off dense fine-tune about 9. See `machine.loadavg` in each line for what else
-the machine was doing.
+the machine was doing; bench/latency.py times a job kept with `--keep` again on its own.
 
 Usage: ``python bench/recipe.py --out bench/results`` (all five), ``--configs gmp-80``, or a
 smoke run of a couple of minutes: ``python bench/recipe.py --smoke --configs gmp-80``.

@@ -131,7 +131,7 @@ def open_session(path: Path, *, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def _feed(session: Any, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+def feed_of(session: Any, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     ids = inputs[INPUT_IDS]
     feed: dict[str, np.ndarray] = {}
     for arg in session.get_inputs():
@@ -154,7 +154,7 @@ def onnx_logits(
     cpu = torch.device("cpu")
     out: list[np.ndarray] = []
     for batch in iter_batches(tokenizer, examples, batch_size, max_length, cpu):
-        out.append(np.asarray(session.run([LOGITS], _feed(session, model_inputs(batch)))[0]))
+        out.append(np.asarray(session.run([LOGITS], feed_of(session, model_inputs(batch)))[0]))
     return np.concatenate(out, axis=0) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -210,7 +210,7 @@ def require_parity(result: Parity, variant: str, min_agreement: float) -> None:
         )
 
 
-def _timed_runs(session: Any, feed: dict[str, np.ndarray], n: int) -> list[float]:
+def timed_runs(session: Any, feed: dict[str, np.ndarray], n: int) -> list[float]:
     times: list[float] = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -237,15 +237,15 @@ def interleaved_latencies(
     per_b1 = max(1, -(-iters_b1 // rounds))
     per_b32 = max(1, -(-iters_b32 // rounds))
     rows = {n: dummy_inputs(tokenizer, n, max_length) for n in (1, 32)}
-    feeds = {name: {n: _feed(s, rows[n]) for n in rows} for name, s in sessions.items()}
+    feeds = {name: {n: feed_of(s, rows[n]) for n in rows} for name, s in sessions.items()}
     for name, session in sessions.items():  # warm-up
-        _timed_runs(session, feeds[name][1], 2)
-        _timed_runs(session, feeds[name][32], 1)
+        timed_runs(session, feeds[name][1], 2)
+        timed_runs(session, feeds[name][32], 1)
     samples: dict[str, dict[int, list[float]]] = {name: {1: [], 32: []} for name in sessions}
     for _ in range(rounds):
         for name, session in sessions.items():
-            samples[name][1] += _timed_runs(session, feeds[name][1], per_b1)
-            samples[name][32] += _timed_runs(session, feeds[name][32], per_b32)
+            samples[name][1] += timed_runs(session, feeds[name][1], per_b1)
+            samples[name][32] += timed_runs(session, feeds[name][32], per_b32)
     out: dict[str, dict[str, float]] = {}
     for name, by_batch in samples.items():
         b1 = round(statistics.median(by_batch[1]), 3)
