@@ -2,8 +2,9 @@
 
 The fp32 graph comes from torch's TorchScript-based exporter (`dynamo=False`: offline, fast, no
 onnxscript needed; still present in torch 2.13, deprecated), opset 17, with dynamic batch and
-sequence axes. The int8 graph is `onnxruntime.quantization.quantize_dynamic` of it (QInt8
-weights of MatMul/Gemm, activations quantized at run time).
+sequence axes, and attention traced in its eager form. The int8 graph is
+`onnxruntime.quantization.quantize_dynamic` of it (QInt8 weights of MatMul/Gemm, activations
+quantized at run time).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import logging
 import statistics
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,25 @@ def _example_inputs(tokenizer: Any, names: Sequence[str], max_length: int) -> li
     return [full[n] for n in names]
 
 
+@contextmanager
+def _eager_attention(model: nn.Module) -> Iterator[None]:
+    """Attention traced as its plain MatMul/Softmax ("eager") form while exporting, restored
+    afterwards: the SDPA form traces to extra mask operators (Where over the scores) that cost
+    the 3-layer int8 compound about 9% of its batch-1 time in ONNX Runtime (bench/latency.py
+    numbers in the README); the logits are the same."""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    setter = getattr(model, "set_attn_implementation", None)
+    if before in (None, "eager") or setter is None:
+        yield
+        return
+    setter("eager")
+    try:
+        yield
+    finally:
+        setter(before)
+
+
 def export_onnx(
     model: nn.Module, tokenizer: Any, dest: Path, *, max_length: int, opset: int = OPSET
 ) -> Path:
@@ -83,7 +104,7 @@ def export_onnx(
     axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in names}
     axes[LOGITS] = {0: "batch"}
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _eager_attention(model):
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", TracerWarning)

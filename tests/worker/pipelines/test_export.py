@@ -114,6 +114,23 @@ def test_onnx_graph_has_dynamic_axes_and_inputs(
     assert logits.shape == (3, 2) and np.abs(logits - ref).max() < 1e-4
 
 
+def test_attention_is_traced_in_its_eager_form_and_the_model_left_as_it_was(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    import onnx
+
+    tiny_model.set_attn_implementation("sdpa")
+    path = ex.export_onnx(tiny_model, tokenizer, tmp_path / "m.onnx", max_length=16)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Softmax" in ops and "IsNaN" not in ops  # SDPA's trace guards its softmax with IsNaN
+    assert tiny_model.config._attn_implementation == "sdpa"
+    rows = [Example("short", None, 0), Example("a much longer second row " * 2, None, 1)]
+    sess = ex.open_session(path, threads=1)
+    logits = ex.onnx_logits(sess, tokenizer, rows, batch_size=2, max_length=16)
+    ref = ex.torch_logits(tiny_model, tokenizer, rows, batch_size=2, max_length=16)
+    assert np.abs(logits - ref).max() < 1e-4  # padded rows: the mask path is kept
+
+
 def _negate_logits(path: Path) -> Path:
     import onnx
     from onnx import helper
