@@ -17,7 +17,6 @@ Usage: ``python bench/latency.py --keep DIR --threads 1 2 --out bench/results``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -31,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.client.download import file_sha256
 from bench.common import CACHE, machine, result_name
 from worker.pipelines import export as ex
 from worker.pipelines.measure import dummy_inputs, file_sizes_mb
@@ -59,19 +59,11 @@ def find_report(store: Path, recipe: str | None = None) -> dict[str, Any]:
     return found[0]
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def artifact(store: Path, report: dict[str, Any], kind: str) -> Path:
     """A report's artifact, checked against the sha256 the report gives it."""
     sha = str(report["artifacts"][kind]["sha256"])
     path = store / "sha256" / sha[:2] / sha[2:4] / sha
-    if sha256_of(path) != sha:
+    if file_sha256(path) != sha:
         raise SystemExit(f"{path} does not match its sha256")
     return path
 
@@ -126,14 +118,9 @@ def time_files(
     """Batch-1 latency of every file at `threads` intra-op threads, in alternating rounds."""
     sessions = {name: ex.open_session(path, threads=threads) for name, path in files.items()}
     rows = dummy_inputs(tokenizer, 1, max_length)
-    feeds = {name: ex.feed_of(s, rows) for name, s in sessions.items()}
-    for name, s in sessions.items():  # warm-up
-        ex.timed_runs(s, feeds[name], 3)
     per = max(1, -(-runs // rounds))
-    ms: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(rounds):
-        for name, s in sessions.items():
-            ms[name] += ex.timed_runs(s, feeds[name], per)
+    turns = {name: ex.Turn(s, ex.feed_of(s, rows), per, 3) for name, s in sessions.items()}
+    ms: dict[str, list[float]] = ex.alternating_runs(turns, rounds)
     med = {name: statistics.median(v) for name, v in ms.items()}
     rounds_x = per_round_speedups(ms, rounds)
     return {

@@ -240,6 +240,29 @@ def timed_runs(session: Any, feed: dict[str, np.ndarray], n: int) -> list[float]
     return times
 
 
+@dataclass(frozen=True)
+class Turn:
+    """One session's share of a round: `runs` timed runs on `feed`, after `warmup` untimed."""
+
+    session: Any
+    feed: dict[str, np.ndarray]
+    runs: int
+    warmup: int
+
+
+def alternating_runs(turns: Mapping[Any, Turn], rounds: int) -> dict[Any, list[float]]:
+    """Every turn's warm-up, then `rounds` rounds that take the turns in order, so a slowdown
+    of the machine while measuring (another process, a noisy neighbour) lands on all of them
+    alike instead of on whichever came last. Each turn's timings in ms, round after round."""
+    for turn in turns.values():
+        timed_runs(turn.session, turn.feed, turn.warmup)
+    samples: dict[Any, list[float]] = {key: [] for key in turns}
+    for _ in range(max(1, rounds)):
+        for key, turn in turns.items():
+            samples[key] += timed_runs(turn.session, turn.feed, turn.runs)
+    return samples
+
+
 def interleaved_latencies(
     sessions: Mapping[str, Any],
     tokenizer: Any,
@@ -251,22 +274,19 @@ def interleaved_latencies(
 ) -> dict[str, dict[str, float]]:
     """Batch-1 latency and batch-32 latency and throughput of sessions that are compared with
     each other, on full-length random rows: the timed runs are split into `rounds` that take
-    turns between the sessions, so a slowdown of the machine while measuring (another
-    process, a noisy neighbour) lands on all of them alike instead of on whichever came last.
-    Medians over all of a session's runs, in milliseconds."""
+    turns between the sessions (:func:`alternating_runs`). Medians over all of a session's
+    runs, in milliseconds."""
     rounds = max(1, rounds)
-    per_b1 = max(1, -(-iters_b1 // rounds))
-    per_b32 = max(1, -(-iters_b32 // rounds))
+    per = {1: max(1, -(-iters_b1 // rounds)), 32: max(1, -(-iters_b32 // rounds))}
+    warmup = {1: 2, 32: 1}
     rows = {n: dummy_inputs(tokenizer, n, max_length) for n in (1, 32)}
-    feeds = {name: {n: feed_of(s, rows[n]) for n in rows} for name, s in sessions.items()}
-    for name, session in sessions.items():  # warm-up
-        timed_runs(session, feeds[name][1], 2)
-        timed_runs(session, feeds[name][32], 1)
-    samples: dict[str, dict[int, list[float]]] = {name: {1: [], 32: []} for name in sessions}
-    for _ in range(rounds):
-        for name, session in sessions.items():
-            samples[name][1] += timed_runs(session, feeds[name][1], per_b1)
-            samples[name][32] += timed_runs(session, feeds[name][32], per_b32)
+    turns = {
+        (name, n): Turn(s, feed_of(s, rows[n]), per[n], warmup[n])
+        for name, s in sessions.items()
+        for n in (1, 32)
+    }
+    runs = alternating_runs(turns, rounds)
+    samples = {name: {n: runs[(name, n)] for n in (1, 32)} for name in sessions}
     out: dict[str, dict[str, float]] = {}
     for name, by_batch in samples.items():
         b1 = round(statistics.median(by_batch[1]), 3)
