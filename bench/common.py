@@ -14,25 +14,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from worker.pipelines.host import cpu_info
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 CACHE = REPO / "bench" / ".cache"
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_info(torch.get_num_threads())
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "cpu": cpu,
+        "cpu": cpu["model"],
+        "int8_instructions": cpu["int8_instructions"],
         "torch": torch.__version__,
         "python": platform.python_version(),
         "loadavg": list(os.getloadavg()),

@@ -341,6 +341,8 @@ def result_line(
         "latency_ms_b32": o["latency_cpu_ms"]["batch_32_ms"],
         "size_gzip_mb": o["file_size"]["gzip_mb"],
     }
+    if "batch_1" in onnx["int8"]:  # dynamic int8 reads differently one example at a time
+        line["int8_accuracy_b1"] = onnx["int8"]["batch_1"]["accuracy"]
     line["onnx_compaction"] = {
         k: v for k, v in (onnx.get("compaction") or {}).items() if k != "method"
     }

@@ -193,3 +193,14 @@ BUILTIN += [
         pruning={"structure": "block4", "obert": {"block_size": 4, "num_recomputations": 1}},
         quantization={"method": "qat_int8"}),
 ]  # fmt: skip
+
+# Version 3 of obert-90: the empirical Fisher from 256 mini-batch gradients instead of 64 (the
+# paper uses 1024). At 90% the choice of the last weights to go is the hardest and a better
+# Fisher estimate pays: bench/recipe.py, SST-2, the same budget and seed, 84.4% (98.1% of the
+# dense 86.0%) vs 83.6% (97.2%); each pruning step takes about 4x the gradient passes.
+BUILTIN += [
+    _gradual("obert-90", "obert", 0.9, 3.0, 12,
+        "oBERT gradual pruning to 90% unstructured sparsity, with distillation, the Fisher "
+        "from 256 gradients." + _TAIL,
+        version=3, pruning={"obert": {"num_grads": 256, "num_recomputations": 1}}),
+]  # fmt: skip

@@ -115,6 +115,18 @@ def measure_onnx(
     return out, session
 
 
+def batch_1_metrics(session: Any, setup: EvalSetup) -> dict[str, Any]:
+    """Accuracy and macro-F1 with every dev example run alone (no padding), as a batch-1
+    server runs it. Dynamic int8 quantizes activations with one scale per tensor over the whole
+    (padded) batch, so its predictions depend on the batching; fp32 ones do not."""
+    logits = ex.onnx_logits(
+        session, setup.tokenizer, setup.examples, batch_size=1, max_length=setup.max_length
+    )
+    preds = [int(i) for i in logits.argmax(axis=-1)] if len(logits) else []
+    ev = classification_metrics(preds, [e.label for e in setup.examples], setup.label_names)
+    return {"accuracy": ev.accuracy, "macro_f1": ev.macro_f1, "eval_examples": ev.n}
+
+
 def measure_latencies(measured: dict[str, tuple[dict[str, Any], Any]], setup: EvalSetup) -> None:
     """Batch-1 and batch-32 latency of every measured file, in interleaved rounds (one
     machine hiccup does not bias a speedup), written into each file's `latency_cpu_ms`."""
@@ -190,6 +202,8 @@ def run_export(
             max_length=setup.max_length,
         )
         int8_m["parity_vs_qat"] = ex.parity(int8_logits, qat_logits, "pytorch_qat").as_dict()
+    int8_m["eval_batch_size"] = setup.batch_size
+    int8_m["batch_1"] = batch_1_metrics(int8_s, setup)
     step(0.6)
     dense_m, dense_s = measure_onnx(dense_path, setup, logits_of(dense), "pytorch_fp32")
     ex.require_parity(ex.Parity(**dense_m["parity"]), "dense fp32", min_agreement)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from worker.pipelines import measure
+from worker.pipelines import host, measure
 from worker.pipelines.export_stage import ONNX_FP32, ONNX_INT8, export_stage
 from worker.pipelines.package import make_tar_gz, save_hf_dir, save_int8_dir, weights_file
 from worker.pipelines.report_files import write_report_files
@@ -200,6 +200,7 @@ def package_outputs(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
         },
         "max_length": spec.dataset.max_length,
         "device": str(ctx.device),
+        "cpu": host.cpu_info(torch.get_num_threads()),
         "dense": {**_eval_block(state.dense_eval), **m["dense"]},
         "compressed": {**_eval_block(state.eval), **m["compressed"]},
         "int8": (

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from worker.pipelines import host
+
 Row = Sequence[str]
 NA = "n/a"
 
@@ -148,6 +150,20 @@ def _compaction_lines(comp: dict[str, Any]) -> list[str]:
     ]
 
 
+def _batch_1_lines(int8: dict[str, Any]) -> list[str]:
+    one = int8.get("batch_1")
+    if not one:
+        return []
+    return [
+        f"The int8 ONNX model run one example at a time (as a batch-1 server runs it) scores "
+        f"{_pct(one['accuracy'])} (macro-F1 {one['macro_f1']:.4f}) against "
+        f"{_pct(int8['accuracy'])} in evaluation batches of {int8.get('eval_batch_size', '?')}:"
+        " dynamic int8 quantizes activations with one scale per batch, so its predictions "
+        "depend on the batching.",
+        "",
+    ]
+
+
 def _parity_table(onnx: dict[str, Any]) -> list[str]:
     rows = []
     for key, name in (
@@ -200,6 +216,12 @@ def _pruning_table(report: dict[str, Any]) -> list[str]:
     return _table(["training step", "target sparsity", "dev accuracy after pruning"], rows)
 
 
+def _cpu_lines(info: dict[str, Any] | None) -> list[str]:
+    if not info:
+        return []
+    return [f"Measured on {host.describe(info)}."]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The markdown report (every number comes from `report`)."""
     spec = report.get("spec") or {}
@@ -220,6 +242,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "Accuracy on the dev split. Latency is the median CPU time of one forward pass at "
         "the job's max length; speedups are against the dense model in the same runtime.",
+        *_cpu_lines(report.get("cpu")),
         "",
         *_models_table(report),
     ]
@@ -227,6 +250,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if onnx:
         lines += ["## ONNX parity", "", *_parity_table(onnx)]
         lines += _compaction_lines(onnx.get("compaction") or {})
+        lines += _batch_1_lines(onnx.get("int8") or {})
     lines += ["## Wall time per stage", ""]
     stages = report.get("stage_seconds") or {}
     lines += _table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in stages.items()])

@@ -10,7 +10,7 @@ from app.schemas.job_spec import JobSpec
 
 BASE = {"model": "minilm-l6", "dataset": {"name": "sst2"}}
 NAMES = ["compound-3l-80-int8", "gmp-80", "gmp-90", "obert-80", "obert-90"]
-LATEST = {"compound-3l-80-int8": 3, "gmp-80": 2, "gmp-90": 2, "obert-80": 2, "obert-90": 2}
+LATEST = {"compound-3l-80-int8": 3, "gmp-80": 2, "gmp-90": 2, "obert-80": 2, "obert-90": 3}
 
 
 def test_catalogue_names_and_versions() -> None:
@@ -40,6 +40,18 @@ def test_each_recipe_validates_and_matches_its_name(name: str) -> None:
         assert spec.training.learning_rate == 1.5e-4  # version 3: a student's rate
     else:
         assert spec.training.learning_rate == 5e-5
+
+
+def test_obert_90_version_3_takes_more_fisher_gradients_only() -> None:
+    v3 = JobSpec.model_validate({**BASE, "recipe": "obert-90"})
+    v2 = JobSpec.model_validate({**BASE, "recipe": "obert-90@2"})
+    assert v3.pruning.obert is not None and v3.pruning.obert.num_grads == 256
+    assert v2.pruning.obert is not None and v2.pruning.obert.num_grads is None  # the default, 64
+    # nothing else moved: the same schedule, distillation and training as version 2
+    assert v3.model_dump(exclude={"recipe", "pruning"}) == v2.model_dump(
+        exclude={"recipe", "pruning"}
+    )
+    assert v3.pruning.model_dump(exclude={"obert"}) == v2.pruning.model_dump(exclude={"obert"})
 
 
 def test_compound_version_2_keeps_its_learning_rate() -> None:

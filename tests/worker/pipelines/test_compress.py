@@ -19,6 +19,7 @@ from worker.job_store import DatasetRecord, ModelRecord
 from worker.pipelines.compress import plan, run_pipeline
 from worker.pipelines.context import PipelineContext
 from worker.pipelines.errors import JobCanceled
+from worker.pipelines.host import INT8_FLAGS
 from worker.pipelines.progress import MemoryReporter
 
 
@@ -178,6 +179,8 @@ def check_onnx_and_report_files(env: dict[str, Any], report: dict[str, Any], tmp
     assert onnx["fp32"]["parity"]["agreement"] >= 0.995
     assert onnx["int8"]["parity"]["reference"] == "pytorch_int8"
     assert set(onnx) >= {"dense_fp32", "fp32", "int8", "opset"}
+    assert report["cpu"]["threads"] == torch.get_num_threads()
+    assert set(report["cpu"]["int8_instructions"] or ()) <= set(INT8_FLAGS)
     assert report["artifacts"]["model_onnx"]["filename"] == "model.onnx"
     with tarfile.open(arts["model"][0]) as t:
         t.extractall(tmp / "tok", filter="data")
@@ -187,11 +190,15 @@ def check_onnx_and_report_files(env: dict[str, Any], report: dict[str, Any], tmp
         got = _ort_accuracy(arts[kind][0], tok, rows, report["max_length"])
         assert onnx[key]["accuracy"] == pytest.approx(got)
         assert onnx[key]["eval_examples"] == len(rows)
+        if key == "int8":  # _ort_accuracy runs each row alone: the report's batch-1 figure
+            assert onnx[key]["batch_1"]["accuracy"] == pytest.approx(got)
+            assert onnx[key]["batch_1"]["eval_examples"] == len(rows)
     md = arts["report_md"][0].read_text(encoding="utf-8")
     assert arts["report_md"][1] == "report.md"
     assert "| model | runtime | accuracy |" in md and "ONNX Runtime int8" in md
     assert "## Sparsity per layer" in md and "| encoder layer |" in md
     assert f"{100 * onnx['fp32']['accuracy']:.2f}%" in md
+    assert "The int8 ONNX model run one example at a time" in md
     for kind, name in (
         ("plot_sparsity", "sparsity.png"),
         ("plot_accuracy", "accuracy.png"),

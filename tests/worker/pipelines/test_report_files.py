@@ -92,6 +92,29 @@ def test_markdown_tables() -> None:
     assert layer_rows == ["| 0 | 0 | 79.00% |", "| 1 | 2 | 81.00% |"]
 
 
+def test_markdown_names_the_cpu_the_latencies_were_taken_on() -> None:
+    rep = report()
+    assert "Measured on" not in render_markdown(rep)
+    rep["cpu"] = {
+        "model": "AMD EPYC",
+        "cores": 2,
+        "threads": 1,
+        "int8_instructions": ["avx2", "avx512_vnni"],
+    }
+    md = render_markdown(rep)
+    assert "Measured on AMD EPYC, 2 cores, timed at 1 thread(s); int8 instructions: avx2, " in md
+
+
+def test_markdown_gives_the_int8_accuracy_at_batch_1() -> None:
+    rep = report()
+    assert "one example at a time" not in render_markdown(rep)
+    rep["onnx"]["int8"]["eval_batch_size"] = 32
+    rep["onnx"]["int8"]["batch_1"] = {"accuracy": 0.5, "macro_f1": 0.4, "eval_examples": 8}
+    md = render_markdown(rep)
+    assert "one example at a time (as a batch-1 server runs it) scores 50.00% (macro-F1 " in md
+    assert "against 75.00% in evaluation batches of 32" in md
+
+
 def test_markdown_states_the_compaction() -> None:
     rep = report()
     layers = [
