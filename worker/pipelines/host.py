@@ -31,17 +31,25 @@ def _cpuinfo_fields(text: str) -> tuple[str, set[str]]:
     return model, flags
 
 
+def _usable_cores() -> int | None:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count()
+
+
 def cpu_info(threads: int, cpuinfo: Path = CPUINFO) -> dict[str, Any]:
     """Model, cores, `threads` (what the timed sessions used) and the int8 instructions
-    present, in INT8_FLAGS order (None where /proc/cpuinfo cannot be read: not known)."""
+    present, in INT8_FLAGS order (None where /proc/cpuinfo cannot be read or lists no flags:
+    not known). Cores are those this process may run on."""
     try:
         model, flags = _cpuinfo_fields(cpuinfo.read_text(encoding="utf-8", errors="replace"))
-        found: list[str] | None = [f for f in INT8_FLAGS if f in flags]
+        found: list[str] | None = [f for f in INT8_FLAGS if f in flags] if flags else None
     except OSError:
         model, found = "", None
     return {
         "model": model or platform.processor() or platform.machine() or "unknown",
-        "cores": os.cpu_count(),
+        "cores": _usable_cores(),
         "threads": threads,
         "int8_instructions": found,
     }

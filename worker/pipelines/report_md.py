@@ -159,7 +159,7 @@ def _batch_1_lines(int8: dict[str, Any]) -> list[str]:
         f"{_pct(one['accuracy'])} (macro-F1 {one['macro_f1']:.4f}) against "
         f"{_pct(int8['accuracy'])} in evaluation batches of {int8.get('eval_batch_size', '?')}:"
         " dynamic int8 quantizes activations with one scale per batch, so its predictions "
-        "depend on the batching.",
+        "can depend on the batching.",
         "",
     ]
 

@@ -52,6 +52,9 @@ def test_obert_90_version_3_takes_more_fisher_gradients_only() -> None:
         exclude={"recipe", "pruning"}
     )
     assert v3.pruning.model_dump(exclude={"obert"}) == v2.pruning.model_dump(exclude={"obert"})
+    assert v3.pruning.obert.model_dump(exclude={"num_grads"}) == v2.pruning.obert.model_dump(
+        exclude={"num_grads"}
+    )
 
 
 def test_compound_version_2_keeps_its_learning_rate() -> None:

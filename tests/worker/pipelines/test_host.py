@@ -50,3 +50,7 @@ def test_an_unreadable_cpuinfo_still_names_the_machine(tmp_path: Path) -> None:
     info = cpu_info(2, tmp_path / "missing")
     assert info["int8_instructions"] is None and info["model"]
     assert describe(info).endswith("int8 instructions: unknown")
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nmodel name\t: Some VM\n", encoding="utf-8")  # no flags
+    info = cpu_info(2, path)
+    assert info["model"] == "Some VM" and info["int8_instructions"] is None
