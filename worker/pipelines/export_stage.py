@@ -25,7 +25,7 @@ from torch import nn
 from worker.pipelines import export as ex
 from worker.pipelines.compaction import compact_feed_forward
 from worker.pipelines.errors import ExportFailed, PipelineError
-from worker.pipelines.evaluate import classification_metrics
+from worker.pipelines.evaluate import EvalResult, classification_metrics
 from worker.pipelines.measure import file_sizes_mb
 
 if TYPE_CHECKING:
@@ -87,21 +87,27 @@ def _export_all(
     return fp32, int8, dense_path, compaction
 
 
+def _scored(session: Any, setup: EvalSetup, batch_size: int) -> tuple[np.ndarray, EvalResult]:
+    """The dev split's logits from `session` in batches of `batch_size`, and their metrics."""
+    logits = ex.onnx_logits(
+        session,
+        setup.tokenizer,
+        setup.examples,
+        batch_size=batch_size,
+        max_length=setup.max_length,
+    )
+    preds = [int(i) for i in logits.argmax(axis=-1)] if len(logits) else []
+    ev = classification_metrics(preds, [e.label for e in setup.examples], setup.label_names)
+    return logits, ev
+
+
 def measure_onnx(
     path: Path, setup: EvalSetup, reference: np.ndarray | None, reference_name: str
 ) -> tuple[dict[str, Any], Any]:
     """Accuracy, parity with `reference` logits and file size of one ONNX file, and its
     session (latency is measured for all the files together: :func:`measure_latencies`)."""
     session = ex.open_session(path)
-    logits = ex.onnx_logits(
-        session,
-        setup.tokenizer,
-        setup.examples,
-        batch_size=setup.batch_size,
-        max_length=setup.max_length,
-    )
-    preds = [int(i) for i in logits.argmax(axis=-1)] if len(logits) else []
-    ev = classification_metrics(preds, [e.label for e in setup.examples], setup.label_names)
+    logits, ev = _scored(session, setup, setup.batch_size)
     out: dict[str, Any] = {
         "file": path.name,
         "accuracy": ev.accuracy,
@@ -119,11 +125,7 @@ def batch_1_metrics(session: Any, setup: EvalSetup) -> dict[str, Any]:
     """Accuracy and macro-F1 with every dev example run alone (no padding), as a batch-1
     server runs it. Dynamic int8 quantizes activations with one scale per tensor over the whole
     (padded) batch, so its predictions depend on the batching; fp32 ones do not."""
-    logits = ex.onnx_logits(
-        session, setup.tokenizer, setup.examples, batch_size=1, max_length=setup.max_length
-    )
-    preds = [int(i) for i in logits.argmax(axis=-1)] if len(logits) else []
-    ev = classification_metrics(preds, [e.label for e in setup.examples], setup.label_names)
+    _, ev = _scored(session, setup, 1)
     return {"accuracy": ev.accuracy, "macro_f1": ev.macro_f1, "eval_examples": ev.n}
 
 
