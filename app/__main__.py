@@ -9,6 +9,10 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,12 +48,26 @@ def serve(argv: list[str]) -> int:
 
     settings = get_settings()
     configure_logging(settings)
-    uvicorn.run(
-        "app.main:app", host=settings.host, port=settings.port,
-        log_level=settings.log_level.lower(), log_config=None,
-        timeout_keep_alive=settings.http_keep_alive_s,
-    )  # fmt: skip
+    uvicorn.run("app.main:app", **uvicorn_options(settings))
     return 0
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's own limits: idle keep-alive, a deadline on request headers (httptools, the
+    default parser; app.http_protocol), a cap on connections and requests at once (503 over
+    it), the largest request head h11 buffers. Request bodies are timed by the app
+    (app.body_deadline), and requests admitted by app.concurrency."""
+    from app.http_protocol import with_header_timeout
+
+    return {
+        "host": settings.host, "port": settings.port,
+        "log_level": settings.log_level.lower(), "log_config": None,
+        "timeout_keep_alive": settings.http_keep_alive_s,
+        "http": with_header_timeout(settings.http_header_timeout_s),
+        "limit_concurrency": settings.http_max_connections or None,
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+        "timeout_graceful_shutdown": 30,
+    }  # fmt: skip
 
 
 def create_api_key(argv: list[str]) -> int:
@@ -75,18 +93,22 @@ def create_api_key(argv: list[str]) -> int:
 
 
 def reap(argv: list[str]) -> int:
-    """Requeue jobs of lost workers and publish queued jobs the broker never got, once (or,
-    with --loop, every reaper_interval_s until interrupted)."""
+    """Requeue jobs of lost workers, publish queued jobs the broker never got (or lost), send
+    due webhooks and sweep orphans (store objects no row names, upload temporaries, dead
+    jobs' checkpoints), once (or, with --loop, every reaper_interval_s until interrupted)."""
     parser = argparse.ArgumentParser(
         prog="python -m app reap",
-        description="Requeue jobs whose worker died; dispatch queued jobs never dispatched.",
+        description="Requeue jobs whose worker died; dispatch queued jobs never dispatched "
+        "or lost by the broker; send due webhooks; sweep orphaned files.",
     )
     parser.add_argument("--loop", action="store_true", help="keep reaping every interval")
+    parser.add_argument("--no-sweep", action="store_true", help="do not sweep orphans")
     args = parser.parse_args(argv)
 
     import time
 
     from app.services.reaper import reap_once
+    from app.services.sweeper import sweep_once
     from app.services.webhook_dispatch import dispatch_once
     from app.settings import get_settings
 
@@ -94,15 +116,22 @@ def reap(argv: list[str]) -> int:
     while True:
         report = reap_once()
         log.info(
-            "reaped: %d requeued, %d failed, %d alive, %d dispatched, %d undispatched",
+            "reaped: %d requeued, %d failed, %d alive, %d dispatched, %d undispatched, "
+            "%d re-dispatched (lost by the broker)",
             len(report.requeued), len(report.failed), len(report.alive),
-            len(report.dispatched), report.undispatched,
+            len(report.dispatched), report.undispatched, len(report.redispatched),
         )  # fmt: skip
         sent = dispatch_once()
         log.info(
             "webhooks: %d delivered, %d to retry, %d failed",
             sent.succeeded, sent.retrying, sent.failed,
         )  # fmt: skip
+        if not args.no_sweep:
+            swept = sweep_once()
+            log.info(
+                "swept: %d orphan object(s), %d temporary file(s), %d job folder(s)",
+                len(swept.objects), len(swept.temporaries), len(swept.job_folders),
+            )  # fmt: skip
         if not args.loop:
             return 0
         time.sleep(max(get_settings().reaper_interval_s, 1.0))

@@ -37,6 +37,14 @@ class BadRequest(ApiError):
     title = "Bad request"
 
 
+class Forbidden(ApiError):
+    """Authenticated, but this caller may not: a 403 (a tenant's key on an admin's route)."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
 class NotFound(ApiError):
     status = 404
     code = "not_found"
@@ -59,6 +67,20 @@ class Unprocessable(ApiError):
     status = 422
     code = "unprocessable"
     title = "Unprocessable content"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class TooManyRequests(ApiError):
+    """A caller over its own share (per API key), told when to retry: give `Retry-After`."""
+
+    status = 429
+    code = "too_many_requests"
+    title = "Too many requests"
 
 
 class ServiceUnavailable(ApiError):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
+from app.admission_state import AdmissionState
+from app.body_deadline import BodyDeadline
 from app.body_limits import ContentLengthLimit
-from app.concurrency import InflightLimit
+from app.concurrency import Admission
 from app.dashboard.router import router as dashboard_router
+from app.deps import KeySessions, default_key_sessions
 from app.openapi import install_openapi
 from app.problems import install_problem_handlers
 from app.request_context import RequestContext
@@ -18,6 +22,7 @@ from app.routes import recipes as recipes_routes
 from app.services.job_cache import JobCache
 from app.services.job_notify import JobChangeListener, libpq_url
 from app.services.key_cache import KeyCache
+from app.services.metrics import log_exposure, takes_api_key
 from app.settings import Settings, get_settings
 
 # Multipart framing and the small form fields on top of the file itself.
@@ -27,8 +32,10 @@ JSON_BODY_LIMIT_BYTES = 1024 * 1024
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """On PostgreSQL, the job cache's change listener runs while the app serves."""
+    """Says who may read /metrics; on PostgreSQL, the job cache's change listener runs while
+    the app serves."""
     settings: Settings = app.state.settings
+    log_exposure(settings)
     listener = None
     if settings.database_url.startswith("postgresql") and settings.job_cache_ttl_s > 0:
         listener = JobChangeListener(libpq_url(settings.database_url), app.state.job_cache)
@@ -40,7 +47,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             listener.stop()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, key_sessions: KeySessions = default_key_sessions
+) -> FastAPI:
+    """key_sessions: where admission checks API keys (tests give the test's session)."""
     settings = settings or get_settings()
     app = FastAPI(
         lifespan=lifespan,
@@ -54,12 +64,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     model_limit = settings.max_model_upload_bytes + FORM_OVERHEAD_BYTES
     dataset_limit = settings.max_dataset_upload_bytes + FORM_OVERHEAD_BYTES
+    app.state.admission = AdmissionState.of(
+        requests=settings.max_inflight_requests, uploads=settings.max_inflight_uploads,
+        body_reads=settings.max_body_reads, key_checks=settings.max_key_checks,
+        wait_s=settings.admission_wait_s, per_key=settings.admission_slots_per_key,
+    )  # fmt: skip
+    # Added innermost first. A request is checked for its declared size (413), its body is
+    # read under a deadline (408), and it is authenticated and given a slot (app.concurrency).
+    app.add_middleware(
+        Admission, state=app.state.admission, key_cache=app.state.key_cache,
+        key_sessions=key_sessions, max_body_bytes=JSON_BODY_LIMIT_BYTES, router=app.router,
+        key_optional={"/metrics": partial(takes_api_key, settings)}, exempt=("/healthz",),
+    )  # fmt: skip
+    app.add_middleware(
+        BodyDeadline, idle_timeout_s=settings.body_idle_timeout_s,
+        min_rate=settings.body_min_rate_bytes_s, grace_s=settings.body_rate_grace_s,
+    )  # fmt: skip
     app.add_middleware(
         ContentLengthLimit,
         default=JSON_BODY_LIMIT_BYTES,
         prefixes={"/v1/models": model_limit, "/v1/datasets": dataset_limit},
     )
-    app.add_middleware(InflightLimit, limit=settings.max_inflight_requests, exempt=("/healthz",))
     app.add_middleware(RequestContext)  # outermost: every line of a request has its ids
     app.include_router(health.router)
     app.include_router(metrics.router)

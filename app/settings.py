@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     max_dataset_upload_bytes: int = 512 * 1024**2
     max_uncompressed_model_bytes: int = 4 * 1024**3
     max_archive_members: int = 256
-    # The most oBERT Fisher state (bytes) a job may need; a spec over it is refused at
-    # submission (app.services.spec_limits). Matches worker OBertConfig.memory_budget_bytes.
-    worker_memory_budget_bytes: int = Field(default=4 * 1024**3, ge=1)
+    # The most memory (bytes) one job may take in a worker process: the whole job's estimated
+    # peak (app.services.job_estimate) is checked against it at submission and at job start,
+    # and the worker fails a job whose RSS goes over it (see "job estimates" below).
+    worker_memory_budget_bytes: int = Field(default=8 * 1024**3, ge=1)
 
     # API.
     host: str = "127.0.0.1"
@@ -110,6 +111,93 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(default=86400.0, gt=0)
     webhook_allow: list[Literal["loopback", "private", "link_local"]] = Field(default_factory=list)
     webhook_secret_grace_s: float = Field(default=86400.0, ge=0)
+
+    # --- admission (slow clients, upload slots, liveness) ---
+    # Uploads (POST /v1/models, /v1/datasets) admitted at once per API process, from their own
+    # pool beside max_inflight_requests, so slow uploads can never starve status reads. Each
+    # request slot, upload slot and key check may hold a database connection:
+    # max_inflight_requests + max_inflight_uploads + max_key_checks must fit in the database
+    # pool (checked below).
+    # The database pool of an API process (app.db.session.make_engine: pool_size 10 +
+    # max_overflow 20).
+    db_pool_connections: ClassVar[int] = 30
+    max_inflight_uploads: int = Field(default=4, ge=1, le=16)
+    # Other requests with a body (JSON, at most 1 MiB) have it read before they take a slot,
+    # at most this many at once, so a slow body never holds a request slot either.
+    max_body_reads: int = Field(default=32, ge=1, le=1024)
+    # API-key checks that miss the key cache, run at once (each a short query on its own
+    # session, before the request takes a slot; an unauthenticated request never holds one).
+    max_key_checks: int = Field(default=2, ge=1, le=8)
+    # The longest a request waits for a slot or a key check before a 503 `overloaded`.
+    admission_wait_s: float = Field(default=30.0, gt=0)
+    # A request body that sends nothing for body_idle_timeout_s, or that averages under
+    # body_min_rate_bytes_s once body_rate_grace_s have passed since it was first read (0: no
+    # rate floor), ends with a 408 `request_timeout` and its connection is closed.
+    body_idle_timeout_s: float = Field(default=15.0, gt=0)
+    # 64 KiB/s (half a megabit): the average over the whole body, so also an overall deadline
+    # of max(grace, length / rate): 9.1 h for a 2 GiB model, 16 s for a 1 MiB JSON body.
+    body_min_rate_bytes_s: float = Field(default=64 * 1024.0, ge=0)
+    body_rate_grace_s: float = Field(default=10.0, ge=0)
+    # Upload slots, and body reads, one API key may hold at once (each, per API process, held
+    # or waiting); one more is a 429 `too_many_uploads` / `too_many_body_reads` + Retry-After.
+    admission_slots_per_key: int = Field(default=2, ge=1, le=64)
+    # /healthz (liveness) answers 503 `not_live` once every request slot (or key-check lane)
+    # is held, someone is waiting, and no slot has been freed for this long.
+    liveness_stall_s: float = Field(default=60.0, gt=0)
+    # `python -m app serve` (uvicorn): a connection whose request headers are not complete
+    # this long after its first byte (or after it opened) is closed; at most
+    # http_max_connections connections and requests at once (over it: 503; 0: no limit); the
+    # largest request head (h11) in bytes.
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_max_connections: int = Field(default=2048, ge=0)
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+
+    # --- upload parsing bounds ---
+    # Data sets: the most columns a CSV/TSV header, or the distinct keys of all JSONL lines, may
+    # have; more is a 422 naming the line, refused as it is read (MAX_DATASET_COLUMNS).
+    max_dataset_columns: int = Field(default=256, ge=1, le=100_000)
+
+    # --- job estimates and the worker's budget ---
+    # Training throughput (FLOP/s) behind a job's time estimate, checked against
+    # job_time_limit_s at submission. Measured on this machine (2 vCPUs, torch 2.13 CPU):
+    # MiniLM-L6 AdamW steps at batch 32 x length 128, 275.9 GFLOP a step by the estimate's
+    # count, took 6.46 CPU-seconds each at one thread (0.155 steps per CPU-second; 9.5 s of
+    # wall time under a load of 4-5 from other work): 4.3e10 is one core's worth.
+    estimate_train_flops_per_s: float = Field(default=4.3e10, gt=0)
+    # How often the worker samples its RSS while a job runs (0: no watchdog); over
+    # worker_memory_budget_bytes the job fails with memory_budget_exceeded.
+    memory_watchdog_interval_s: float = Field(default=1.0, ge=0)
+
+    # --- housekeeping (broker loss, orphans, event streams, metrics) ---
+    # Broker loss: a queued job handed to Redis more than broker_loss_grace_s ago whose
+    # message is neither in the queue nor taken by a worker (Redis restarted empty, flushed)
+    # is published again on the reaper's next pass instead of after dispatch_stale_s.
+    broker_loss_grace_s: float = Field(default=10.0, ge=0)
+    # Orphans (app.services.sweeper, run by the reaper every sweep_interval_s (0: off) and on
+    # every `python -m app reap`): store objects no model, data set or artifact row names,
+    # upload temporaries under work_dir/uploads, and the checkpoints and scratch of jobs that
+    # ended failed or canceled, each once older than sweep_grace_s.
+    sweep_interval_s: float = Field(default=3600.0, ge=0)
+    sweep_grace_s: float = Field(default=6 * 3600.0, ge=60)
+    # Event streams (GET /v1/jobs/{id}/events as text/event-stream) one API key may hold open
+    # at once in one API process; one more is a 429 `too_many_streams` with Retry-After.
+    events_streams_per_key: int = Field(default=8, ge=1, le=1000)
+    # /metrics counts every tenant's jobs. With metrics_token unset it needs an admin API key;
+    # metrics_public=true serves it to anyone (logged as a warning at startup).
+    metrics_public: bool = False
+
+    @model_validator(mode="after")
+    def _admission_fits_the_pool(self) -> Settings:
+        """Admission section: every request slot, upload slot and key check may hold a
+        database connection at once; more of them than the pool has connections deadlock."""
+        holders = self.max_inflight_requests + self.max_inflight_uploads + self.max_key_checks
+        if holders > self.db_pool_connections:
+            raise ValueError(
+                f"max_inflight_requests + max_inflight_uploads + max_key_checks = {holders}: "
+                f"more than the {self.db_pool_connections} database connections "
+                "(app.db.session) they may hold at once"
+            )
+        return self
 
     @property
     def effective_broker_url(self) -> str:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from app.settings import Settings
 
 CHUNK = 1024 * 1024
+KEY_PATTERN = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{2})/(\1\2[0-9a-f]{60})")
 
 
 class TooLarge(Exception):
@@ -30,6 +35,16 @@ class StoredObject:
     size_bytes: int
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object found in the store; ``modified_at`` is refreshed by every put of the same
+    content (so a sweeper's grace period covers a re-upload of an old orphan)."""
+
+    key: str
+    size_bytes: int
+    modified_at: datetime
+
+
 class ArtifactStore(Protocol):
     def put_file(self, path: Path) -> StoredObject: ...
     def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> StoredObject: ...
@@ -38,6 +53,9 @@ class ArtifactStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def read_range(self, key: str, start: int, end: int) -> bytes: ...
     def delete(self, key: str) -> None: ...
+    def iter_objects(self) -> Iterator[ObjectInfo]: ...
+    def modified_at(self, key: str) -> datetime | None: ...
+    def delete_unless_modified(self, key: str, modified_at: datetime) -> bool: ...
 
 
 def spool_hashed(
@@ -64,6 +82,14 @@ def spool_hashed(
     return tmp_name, h.hexdigest(), size
 
 
+def _stat_time(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime, UTC)
+
+
+def _modified(path: Path) -> datetime:
+    return _stat_time(path.stat())
+
+
 class LocalStore:
     """Objects live at <root>/sha256/<aa>/<bb>/<hex>; writes are atomic renames."""
 
@@ -85,10 +111,12 @@ class LocalStore:
             key = self.key_for(digest)
             dest = self._path(key)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.exists():
-                os.unlink(tmp_name)
-            else:
+            try:
+                os.utime(dest)  # stored already and in use again: the sweeper's grace restarts
+            except FileNotFoundError:  # not stored, or the sweeper has just set it aside
                 os.replace(tmp_name, dest)
+            else:
+                os.unlink(tmp_name)
             return StoredObject(key=key, sha256=digest, size_bytes=size)
         except BaseException:
             if os.path.exists(tmp_name):
@@ -119,6 +147,48 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def modified_at(self, key: str) -> datetime | None:
+        try:
+            return _modified(self._path(key))
+        except FileNotFoundError:
+            return None
+
+    def delete_unless_modified(self, key: str, modified_at: datetime) -> bool:
+        """Remove the object unless a put wrote or touched it since ``modified_at`` (what
+        the sweeper saw when it judged it unused); True when removed. The check and the
+        removal are one step for a put: the file is first renamed aside (atomic), then its
+        time compared. A put before the rename changed that time, and the file is put back;
+        a put after it finds no file and writes its own. The aside name starts with `tmp`
+        under <root>/tmp, so one a killed sweeper left is removed as a stale temporary."""
+        path = self._path(key)
+        aside = self.root / "tmp" / f"tmp-deleting-{uuid.uuid4().hex}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:
+            return False
+        if _modified(aside) != modified_at:
+            os.replace(aside, path)  # in use again (a newer copy there is the same bytes)
+            return False
+        aside.unlink()
+        return True
+
+    def iter_objects(self) -> Iterator[ObjectInfo]:
+        """Every object under <root>/sha256 (files not named like a key are skipped)."""
+        base = self.root / "sha256"
+        for folder, _dirs, files in os.walk(base):
+            for name in files:
+                path = Path(folder) / name
+                key = path.relative_to(self.root).as_posix()
+                if not KEY_PATTERN.fullmatch(key):
+                    continue
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                when = _stat_time(st)
+                yield ObjectInfo(key=key, size_bytes=st.st_size, modified_at=when)
 
 
 def get_store(settings: Settings) -> ArtifactStore:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -16,7 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from app.storage import CHUNK, LocalStore, StoredObject, spool_hashed
+from app.storage import CHUNK, KEY_PATTERN, LocalStore, ObjectInfo, StoredObject, spool_hashed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -24,6 +27,9 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+# The headers an object is stored with, kept when `touch` replaces its metadata.
+KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage",
+                "CacheControl", "Expires")  # fmt: skip
 
 
 class S3Store:
@@ -59,7 +65,7 @@ class S3Store:
         tmp_name, digest, size = spool_hashed(stream, self.cache_dir / "tmp", max_bytes)
         try:
             key = self.key_for(digest)
-            if not self.exists(key):
+            if not self.exists(key) or not self.touch(key):
                 self.client.upload_file(tmp_name, self.bucket, self._object_key(key))
             return StoredObject(key=key, sha256=digest, size_bytes=size)
         finally:
@@ -88,7 +94,7 @@ class S3Store:
 
     def local_path(self, key: str) -> Path:
         """A local copy (downloaded once, digest checked) for readers that need a path."""
-        dest = self.cache_dir / "s3-cache" / key
+        dest = self.cached_path(key)
         if dest.is_file():
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +122,65 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+
+    def touch(self, key: str) -> bool:
+        """Refresh the object's LastModified (a copy onto itself, server side): it is in use
+        again, so a sweeper's grace period starts over. S3 copies an object onto itself only
+        when something changes, so the copy replaces the metadata with the object's own
+        (content type and headers passed through) plus a `touched-at` entry. False when the
+        object is gone or the server refused (an object over 5 GB cannot be copied in one
+        request): upload it again instead."""
+        name = self._object_key(key)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=name)
+            kept = {h: head[h] for h in KEPT_HEADERS if h in head}  # type: ignore[literal-required]
+            self.client.copy_object(
+                Bucket=self.bucket, Key=name, CopySource={"Bucket": self.bucket, "Key": name},
+                MetadataDirective="REPLACE",
+                Metadata={**head.get("Metadata", {}), "touched-at": f"{time.time():.6f}"},
+                **kept,
+            )  # fmt: skip
+        except ClientError:
+            return False
+        return True
+
+    def modified_at(self, key: str) -> datetime | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in MISSING_CODES:
+                return None
+            raise
+        return head["LastModified"]
+
+    def delete_unless_modified(self, key: str, modified_at: datetime) -> bool:
+        """Remove the object unless its LastModified moved since ``modified_at`` (a put
+        touched it: in use again); True when removed. S3 has no delete conditional on the
+        time (and a touch keeps the ETag), so the time is read just before the delete: a
+        touch landing between that read and the delete (a round trip, milliseconds) still
+        loses its object. A put that finds the object gone uploads it again, so only a put
+        whose touch succeeded in that window is exposed."""
+        if self.modified_at(key) != modified_at:
+            return False
+        self.delete(key)
+        return True
+
+    def iter_objects(self) -> Iterator[ObjectInfo]:
+        """Every object under <prefix>sha256/ in the bucket."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + "sha256/"
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"][len(self.prefix) :]
+                if KEY_PATTERN.fullmatch(key):
+                    yield ObjectInfo(
+                        key=key, size_bytes=obj["Size"], modified_at=obj["LastModified"]
+                    )
+
+    def cached_path(self, key: str) -> Path:
+        """Where local_path keeps its copy of ``key`` (it may not be there)."""
+        return self.cache_dir / "s3-cache" / key
 
     def presigned_url(self, key: str, *, filename: str, media_type: str, expires_s: int) -> str:
         """A GET URL anyone holding it may use until it expires."""

@@ -36,6 +36,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,25 +94,101 @@ def pause(connections: int, rate: float) -> int:
 
 
 def parse_wrk(text: str) -> dict[str, Any]:
+    """wrk's report: requests, requests/s, latency (mean, stdev, max and percentiles, ms) and
+    every kind of error it counts (socket errors by kind, non-2xx), with their totals."""
+
     def ms(value: str) -> float:
         number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-        return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+        return round(float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit], 3)
 
     out: dict[str, Any] = {}
+    m = re.search(r"(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read", text)
+    out["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["requests_per_s"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", text)
+    if m:
+        out["latency_mean_ms"], out["latency_stdev_ms"], out["latency_max_ms"] = (
+            ms(m.group(1)), ms(m.group(2)), ms(m.group(3))
+        )  # fmt: skip
     for pct in ("50", "75", "90", "99"):
         m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
         if m:
             out[f"p{pct}_ms"] = ms(m.group(1))
-    m = re.search(r"(\d+) requests in ([\d.]+)(s|m)", text)
-    if m:
-        out["requests"] = int(m.group(1))
-    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    out["requests_per_s"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    names = ("connect", "read", "write", "timeout")
+    socket = dict(zip(names, (int(x) for x in m.groups()), strict=True)) if m else {}
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     out["non_2xx"] = int(m.group(1)) if m else 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    out["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    out["socket_errors"] = sum(socket.values())
+    out["errors"] = {**dict.fromkeys(names, 0), **socket, "non_2xx": out["non_2xx"]}
+    out["errors_total"] = out["socket_errors"] + out["non_2xx"]
     return out
+
+
+@dataclass
+class RunningJob:
+    client: httpx.Client  # sends the key
+    key: str
+    port: int
+    job_id: str
+    job: dict[str, Any]  # as first read running
+    tmp: Path  # api.log and worker.log are here
+
+
+@contextmanager
+def job_running(
+    *, name: str, redis_url: str, steps: int, api_cmd: Callable[[int], list[str]],
+    worker_cmd: Callable[[list[str]], list[str]], env: dict[str, str],
+) -> Iterator[RunningJob]:  # fmt: skip
+    """PostgreSQL (a fresh database, dropped after), Redis (flushed), the API (`api_cmd(port)`)
+    and one worker (`worker_cmd(worker_args())`); a tiny BERT uploaded and a real job on it
+    (`long_job(steps)`) running by the time this yields."""
+    db_name = f"scalpel_{name}_{int(time.time())}"
+    db_url = create_database(db_name)
+    command.upgrade(alembic_config(db_url), "head")
+    redis.Redis.from_url(redis_url).flushdb()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        full_env = base_env(tmp, DATABASE_URL=db_url, REDIS_URL=redis_url, PORT=str(port), **env)
+        try:
+            with (
+                process(api_cmd(port), full_env, tmp / "api.log") as api,
+                process(worker_cmd(worker_args()), full_env, tmp / "worker.log"),
+                httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+            ):
+                wait_ready(client, api, tmp / "api.log")
+                key = create_api_key(full_env, name)
+                authorize(client, key)
+                path = archive(write_tiny_bert(tmp / "tiny"), tmp / "tiny.zip", "zip")
+                with path.open("rb") as f:
+                    r = client.post(
+                        "/v1/models", files={"file": ("tiny.zip", f, "application/zip")}
+                    )
+                r.raise_for_status()
+                r = client.post("/v1/jobs", json=long_job(r.json()["id"], steps))
+                r.raise_for_status()
+                job_id = r.json()["id"]
+                deadline = time.monotonic() + 180
+                while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] != "running":
+                    if time.monotonic() > deadline or job["status"] in ("failed", "canceled"):
+                        raise SystemExit(f"the job did not start: {job}")
+                    time.sleep(0.5)
+                try:
+                    yield RunningJob(client, key, port, job_id, job, tmp)
+                finally:
+                    client.post(f"/v1/jobs/{job_id}/cancel")
+        finally:
+            drop_database(db_name)
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """The result as one JSON line: printed last, and written to `out` when given."""
+    line = json.dumps(result)
+    if out is not None:
+        out.write_text(line + "\n")
+    print(line, flush=True)
 
 
 def progress_sampler(
@@ -163,82 +242,48 @@ def main() -> None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     info = machine()
     print(f"machine: {info}", flush=True)
-    db_name = f"scalpel_load_{int(time.time())}"
-    db_url = create_database(db_name)
-    command.upgrade(alembic_config(db_url), "head")
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir)
-        env = base_env(tmp, DATABASE_URL=db_url, REDIS_URL=REDIS_URL, PORT=str(port))
-        env["TORCH_THREADS"] = "1"
-        api_args = [
-            sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(args.api_workers), "--no-access-log",
-            "--timeout-keep-alive", "30",
-            "--log-level", "warning",
-        ]  # fmt: skip
-        try:
-            with (
-                process(pinned(api_args, api_cpus), env, tmp / "api.log") as api,
-                process(pinned(worker_args(), worker_cpus), env, tmp / "worker.log"),
-                httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
-            ):
-                wait_ready(client, api, tmp / "api.log")
-                key = create_api_key(env, "load")
-                authorize(client, key)
-                folder = write_tiny_bert(tmp / "tiny")
-                path = archive(folder, tmp / "tiny.zip", "zip")
-                with path.open("rb") as f:
-                    r = client.post(
-                        "/v1/models", files={"file": ("tiny.zip", f, "application/zip")}
-                    )
-                r.raise_for_status()
-                model_id = r.json()["id"]
-                r = client.post("/v1/jobs", json=long_job(model_id, args.job_steps))
-                r.raise_for_status()
-                job_id = r.json()["id"]
-                deadline = time.monotonic() + 180
-                while client.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the job did not start")
-                    time.sleep(0.5)
-                samples: list[tuple[float, float, str]] = []
-                stop = threading.Event()
-                sampler = threading.Thread(
-                    target=progress_sampler, args=(client, job_id, samples, stop), daemon=True
-                )
-                sampler.start()
-                t0 = time.monotonic()
-                time.sleep(args.baseline)
-                t1 = time.monotonic()
-                list_conns = max(1, round(args.connections * args.list_share))
-                status_conns = args.connections - list_conns
-                runs = {
-                    "status": (f"/v1/jobs/{job_id}", status_conns, pause(status_conns, args.rate)),
-                    "list": ("/v1/jobs?limit=20", list_conns, pause(list_conns, args.list_rate)),
-                }
-                procs = {}
-                for name, (url_path, conns, pause_ms) in runs.items():
-                    script = tmp / f"{name}.lua"
-                    script.write_text(LUA % (url_path, pause_ms, key))
-                    wrk = [
-                        "wrk", "-t1", f"-c{conns}", f"-d{args.duration}s", "--latency",
-                        "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}",
-                    ]  # fmt: skip
-                    procs[name] = subprocess.Popen(
-                        pinned(wrk, api_cpus), stdout=subprocess.PIPE, text=True
-                    )
-                raw = {name: proc.communicate()[0] for name, proc in procs.items()}
-                results = {name: parse_wrk(text) for name, text in raw.items()}
-                for name, text in raw.items():
-                    print(f"wrk {name}:\n{text}", flush=True)
-                t2 = time.monotonic()
-                stop.set()
-                sampler.join()
-                client.post(f"/v1/jobs/{job_id}/cancel")
-        finally:
-            drop_database(db_name)
+    api_args = [
+        sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+        "--workers", str(args.api_workers), "--no-access-log", "--timeout-keep-alive", "30",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    with job_running(
+        name="load", redis_url=REDIS_URL, steps=args.job_steps, env={"TORCH_THREADS": "1"},
+        api_cmd=lambda port: pinned([*api_args, "--port", str(port)], api_cpus),
+        worker_cmd=lambda cmd: pinned(cmd, worker_cpus),
+    ) as running:  # fmt: skip
+        client, job_id, tmp = running.client, running.job_id, running.tmp
+        samples: list[tuple[float, float, str]] = []
+        stop = threading.Event()
+        sampler = threading.Thread(
+            target=progress_sampler, args=(client, job_id, samples, stop), daemon=True
+        )
+        sampler.start()
+        t0 = time.monotonic()
+        time.sleep(args.baseline)
+        t1 = time.monotonic()
+        list_conns = max(1, round(args.connections * args.list_share))
+        status_conns = args.connections - list_conns
+        runs = {
+            "status": (f"/v1/jobs/{job_id}", status_conns, pause(status_conns, args.rate)),
+            "list": ("/v1/jobs?limit=20", list_conns, pause(list_conns, args.list_rate)),
+        }
+        procs = {}
+        for name, (url_path, conns, pause_ms) in runs.items():
+            script = tmp / f"{name}.lua"
+            script.write_text(LUA % (url_path, pause_ms, running.key))
+            wrk = [
+                "wrk", "-t1", f"-c{conns}", f"-d{args.duration}s", "--latency",
+                "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{running.port}",
+            ]  # fmt: skip
+            procs[name] = subprocess.Popen(pinned(wrk, api_cpus), stdout=subprocess.PIPE, text=True)
+        raw = {name: proc.communicate()[0] for name, proc in procs.items()}
+        results = {name: parse_wrk(text) for name, text in raw.items()}
+        for name, text in raw.items():
+            print(f"wrk {name}:\n{text}", flush=True)
+        t2 = time.monotonic()
+        stop.set()
+        sampler.join()
     for name, (_, conns, pause_ms) in runs.items():
         results[name]["connections"] = conns
         results[name]["pause_ms"] = pause_ms
@@ -263,10 +308,7 @@ def main() -> None:
         "wrk": results,
         "machine": info,
     }
-    line = json.dumps(final)
-    if args.out is not None:
-        args.out.write_text(line + "\n")
-    print(line, flush=True)
+    emit(final, args.out)
 
 
 if __name__ == "__main__":

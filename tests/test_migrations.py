@@ -3,6 +3,7 @@ and the migrated schema matches the models."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -15,7 +16,7 @@ from tests.conftest import alembic_config, create_database, drop_database
 
 TABLES = {
     "job", "job_event", "artifact", "model", "dataset", "tenant", "api_key", "idempotency_key",
-    "webhook_secret", "webhook_delivery", "webhook_attempt",
+    "webhook_secret", "webhook_delivery", "webhook_attempt", "job_event_seq",
 }  # fmt: skip
 JOB_ID = "0b7e5a52-3f7e-4bb4-9c55-1b2f1c1a0001"
 
@@ -94,5 +95,73 @@ def test_existing_rows_get_the_default_tenant_postgres() -> None:
     url = create_database(name)
     try:
         _existing_rows_join_the_default_tenant(url)
+    finally:
+        drop_database(name)
+
+
+def _events_are_numbered_per_job(url: str) -> None:
+    """0007 numbers the events that exist, per job in id order, and sets each job's counter,
+    so the next event a job gets continues its own sequence (one with none starts at 1);
+    and back down again."""
+    from sqlalchemy.orm import Session
+
+    from app.db.models import JobEvent
+    from app.repositories import events  # noqa: F401  (numbers the events added below)
+
+    cfg = alembic_config(url)
+    command.upgrade(cfg, "0006")
+    engine = create_engine(url)
+    pg = url.startswith("postgresql")
+    a, b, c = (f"0b7e5a52-3f7e-4bb4-9c55-1b2f1c1a000{i}" for i in (1, 2, 3))
+    ids = {j: (j if pg else j.replace("-", "")) for j in (a, b, c)}
+    tenant = "0b7e5a52-3f7e-4bb4-9c55-1b2f1c1a00ff"
+    tenant = tenant if pg else tenant.replace("-", "")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tenant (id, name, created_at) VALUES (:id, 't', '2026-01-01')"),
+            {"id": tenant},
+        )
+        for job in (a, b, c):
+            conn.execute(
+                text(
+                    "INSERT INTO job (id, tenant_id, status, progress, spec, metrics, "
+                    "cancel_requested, attempts, created_at, updated_at) VALUES (:id, :t, "
+                    "'queued', 0, '{}', '{}', false, 0, '2026-01-01', '2026-01-01')"
+                ),
+                {"id": ids[job], "t": tenant},
+            )
+        for job in (a, b, a, a, b):  # interleaved: global ids 1..5; c has none
+            conn.execute(
+                text("INSERT INTO job_event (job_id, kind, created_at) VALUES (:id, 'status', "
+                     "'2026-01-01')"), {"id": ids[job]},
+            )  # fmt: skip
+    command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT job_id, seq FROM job_event ORDER BY id")).all()
+        assert [r[1] for r in rows] == [1, 1, 2, 3, 2]
+        counters = dict(conn.execute(text("SELECT job_id, last_seq FROM job_event_seq")).all())
+        assert sorted(counters.values()) == [2, 3]  # c has no events and no counter yet
+    with Session(engine) as session:
+        session.add_all([JobEvent(job_id=uuid.UUID(j), kind="status") for j in (a, c, c)])
+        session.flush()
+        seqs = session.execute(text("SELECT job_id, seq FROM job_event WHERE id > 5 ORDER BY id"))
+        assert [r[1] for r in seqs] == [4, 1, 2]  # a goes on; c starts at 1, twice in one flush
+        session.rollback()
+    command.downgrade(cfg, "0006")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM job_event")).scalar_one() == 5
+        assert "seq" not in {c["name"] for c in inspect(conn).get_columns("job_event")}
+    engine.dispose()
+
+
+def test_events_are_numbered_per_job_sqlite(tmp_path: Path) -> None:
+    _events_are_numbered_per_job(f"sqlite:///{tmp_path / 'e.db'}")
+
+
+def test_events_are_numbered_per_job_postgres() -> None:
+    name = "scalpel_migrations_seq_check"
+    url = create_database(name)
+    try:
+        _events_are_numbered_per_job(url)
     finally:
         drop_database(name)

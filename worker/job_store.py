@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, text, update
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.locks import advisory_key
 from app.db.models import Artifact, Job, JobEvent, UploadedDataset, UploadedModel
+from app.repositories import events as _events  # noqa: F401  (numbers every JobEvent)
 from app.services.webhook_outbox import record_terminal
 from app.storage import StoredObject
 
@@ -37,6 +38,12 @@ class ClaimedJob:
 class ClaimResult:
     job: ClaimedJob | None  # None: nothing to run
     status: str | None  # the job's status after the claim (None: no such job)
+
+
+@dataclass(frozen=True)
+class Completion:
+    status: str  # the status the row ends with
+    discarded: list[str] = field(default_factory=list)  # store keys no row names any more
 
 
 @dataclass(frozen=True)
@@ -211,6 +218,27 @@ class JobStore:
             self._terminal(s, job, status, code=code, message=message)
             return status
 
+    def succeed(
+        self, job_id: uuid.UUID, *, metrics: dict[str, Any], stage_seconds: dict[str, float]
+    ) -> Completion:
+        """The terminal commit of a job whose pipeline finished. The row is locked, as the
+        API's cancel locks it, so a cancel either committed before this (the job ends
+        canceled, its artifact rows deleted in this same transaction unless the cancel asked
+        to keep them; `discarded` names the store objects to delete after the commit) or
+        comes after it and finds the job finished (409)."""
+        with self._session() as s:
+            job = s.scalars(select(Job).where(Job.id == job_id).with_for_update()).one()
+            if job.status != "running":
+                return Completion(job.status)
+            if not job.cancel_requested:
+                job.metrics = {**(job.metrics or {}), **metrics}
+                self._terminal(s, job, "succeeded")
+                return Completion("succeeded")
+            discarded = [] if job.keep_partial_artifacts else self._discard(s, job_id)
+            job.metrics = {**(job.metrics or {}), "stage_seconds": stage_seconds}
+            self._terminal(s, job, "canceled", message="canceled while the job was finishing")
+            return Completion("canceled", discarded)
+
     def heartbeat(self, job_id: uuid.UUID) -> bool:
         """Record that the worker running the job is alive; False once the job is no longer
         running (finished, or requeued by the reaper)."""
@@ -305,15 +333,19 @@ class JobStore:
         job's artifact, an uploaded model or data set: the store is content-addressed) still
         names, which the caller may delete from the store."""
         with self._session() as s:
-            gone = delete(Artifact).where(Artifact.job_id == job_id)
-            keys = set(s.scalars(gone.returning(Artifact.storage_key)))
-            if not keys:
-                return []
-            used: set[str] = set()
-            for column in (Artifact.storage_key, UploadedModel.storage_key,
-                           UploadedDataset.storage_key):  # fmt: skip
-                used.update(s.scalars(select(column).where(column.in_(keys))))
-            return sorted(keys - used)
+            return self._discard(s, job_id)
+
+    @staticmethod
+    def _discard(s: Session, job_id: uuid.UUID) -> list[str]:
+        gone = delete(Artifact).where(Artifact.job_id == job_id)
+        keys = set(s.scalars(gone.returning(Artifact.storage_key)))
+        if not keys:
+            return []
+        used: set[str] = set()
+        for column in (Artifact.storage_key, UploadedModel.storage_key,
+                       UploadedDataset.storage_key):  # fmt: skip
+            used.update(s.scalars(select(column).where(column.in_(keys))))
+        return sorted(keys - used)
 
     def get_uploaded_model(self, model_id: uuid.UUID) -> ModelRecord | None:
         with self._session() as s:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from app.logging import log_context
 from app.settings import Settings, get_settings
 from app.storage import ArtifactStore, get_store
+from worker import budget
 from worker.heartbeat import Heartbeat
 from worker.job_store import JobStore, SessionFactory
 from worker.pipelines.errors import JobCanceled, PipelineError
@@ -60,7 +61,11 @@ def worker_id() -> str:
 
 def discard_artifacts(jobs: JobStore, store: ArtifactStore, job_id: uuid.UUID) -> None:
     """A canceled job's partial artifacts: rows first, then the objects nothing else names."""
-    keys = jobs.discard_artifacts(job_id)
+    delete_objects(store, job_id, jobs.discard_artifacts(job_id))
+
+
+def delete_objects(store: ArtifactStore, job_id: uuid.UUID, keys: list[str]) -> None:
+    """Store objects whose artifact rows are gone (and that nothing else names)."""
     for key in keys:
         try:
             store.delete(key)
@@ -142,6 +147,7 @@ def _run_job(
         try:
             heartbeat.start()
             spec = JobSpec.model_validate(claim.job.spec)
+            budget.check_at_start(spec, settings, jobs)
             ctx = PipelineContext(
                 settings=settings,
                 device=resolve_device(settings.device),
@@ -153,8 +159,15 @@ def _run_job(
                 job_id=str(jid),
                 latency_iters=latency_iters,
             )
-            summary = run_pipeline(spec, ctx)
-            return jobs.finish(jid, "succeeded", metrics=summary)
+            with budget.MemoryWatchdog.of(settings, name=f"memory watchdog {jid}"):
+                summary = run_pipeline(spec, ctx)
+            # A cancel that came after the last check (the package stage) still wins: the
+            # terminal commit reads it under the row lock the API's cancel takes too.
+            done = jobs.succeed(jid, metrics=summary, stage_seconds=reporter.stage_seconds)
+            if done.status == "canceled":
+                log.info("job %s canceled while finishing", jid)
+                delete_objects(store, jid, done.discarded)
+            return done.status
         except JobCanceled as e:
             log.info("job %s canceled: %s", jid, e)
             if not jobs.keeps_partial_artifacts(jid):

@@ -117,7 +117,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     events: Mapped[list[JobEvent]] = relationship(
-        back_populates="job", cascade="all, delete-orphan", order_by="JobEvent.id"
+        back_populates="job", cascade="all, delete-orphan", order_by="JobEvent.seq"
     )
     artifacts: Mapped[list[Artifact]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="Artifact.created_at"
@@ -125,10 +125,16 @@ class Job(Base):
 
 
 class JobEvent(Base):
+    """One entry of a job's history. `seq` numbers a job's events 1, 2, 3, ... (the API's
+    event id, SSE `id:` and `Last-Event-ID`); `id` is the table's internal key, one sequence
+    across every tenant, never shown."""
+
     __tablename__ = "job_event"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
 
     id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
-    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     kind: Mapped[str] = mapped_column(String(16))  # status | stage | progress | metrics
     status: Mapped[str | None] = mapped_column(String(16))
@@ -138,6 +144,19 @@ class JobEvent(Base):
     data: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
 
     job: Mapped[Job] = relationship(back_populates="events")
+
+
+class JobEventSeq(Base):
+    """The last event number handed out to a job (job_event.seq). A row of its own, so that
+    numbering an event neither writes the job's row (its updated_at, its change trigger) nor
+    races: see app.repositories.events, which numbers every event inserted."""
+
+    __tablename__ = "job_event_seq"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("job.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_seq: Mapped[int] = mapped_column(BigInteger)
 
 
 class Artifact(Base):

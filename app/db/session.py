@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.repositories import events
 from app.settings import get_settings
 
 AFTER_COMMIT_KEY = "scalpel_after_commit"
@@ -23,6 +24,7 @@ PING_AFTER_IDLE_S = 1.0
 
 
 def make_engine(url: str) -> Engine:
+    events.install()  # job events get their per-job number, whoever writes them
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 

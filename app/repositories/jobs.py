@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.models import Job, JobEvent
 from app.pagination import Cursor
+from app.repositories import events as _events  # noqa: F401  (numbers every JobEvent)
 from app.repositories.keyset import page
 
 # Built once: the status read is the API's hottest query, and building a statement costs more
@@ -69,10 +70,11 @@ def list_page(
 def events_after(
     session: Session, job_id: uuid.UUID, after: int | None, limit: int
 ) -> list[JobEvent]:
+    """The job's events numbered after `after` (its own sequence, JobEvent.seq), in order."""
     stmt = select(JobEvent).where(JobEvent.job_id == job_id)
     if after is not None:
-        stmt = stmt.where(JobEvent.id > after)
-    return list(session.scalars(stmt.order_by(JobEvent.id).limit(limit)))
+        stmt = stmt.where(JobEvent.seq > after)
+    return list(session.scalars(stmt.order_by(JobEvent.seq).limit(limit)))
 
 
 def mark_dispatched(session: Session, job_id: uuid.UUID, when: datetime | None = None) -> None:

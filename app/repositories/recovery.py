@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.locks import advisory_key
 from app.db.models import Job, JobEvent
+from app.repositories import events as _events  # noqa: F401  (numbers every JobEvent)
 
 
 def lock_stale_running(session: Session, *, before: datetime, limit: int) -> list[Job]:
@@ -95,3 +96,29 @@ def set_dispatched(session: Session, job_ids: Sequence[uuid.UUID], when: datetim
             .values(dispatched_at=when)
             .execution_options(synchronize_session="fetch")
         )
+
+
+def dispatched_queued_ids(session: Session, *, dispatched_before: datetime) -> list[uuid.UUID]:
+    """Ids of queued jobs handed to the broker before `dispatched_before` (no lock)."""
+    stmt = select(Job.id).where(Job.status == "queued", Job.dispatched_at < dispatched_before)
+    return list(session.scalars(stmt))
+
+
+def lock_still_dispatched_queued(
+    session: Session, job_ids: Sequence[uuid.UUID], *, dispatched_before: datetime, limit: int
+) -> list[Job]:
+    """Those of `job_ids` still queued and dispatched before `dispatched_before`, locked."""
+    if not job_ids:
+        return []
+    stmt = (
+        select(Job)
+        .where(
+            Job.id.in_(list(job_ids)),
+            Job.status == "queued",
+            Job.dispatched_at < dispatched_before,
+        )
+        .order_by(Job.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(stmt))

@@ -1,19 +1,24 @@
-"""/healthz (the process answers) and /readyz (database and broker reachable)."""
+"""/healthz (liveness: the process can serve) and /readyz (database and broker reachable)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from app.deps import SessionDep
+from app.admission_state import AdmissionState
+from app.deps import SessionDep, SettingsDep
 from app.openapi import problems
 from app.schemas.health import Health, Readiness
-from app.services.health import readiness
+from app.services.health import liveness, readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
-def healthz() -> Health:
+@router.get("/healthz", response_model=Health, responses=problems(503))
+async def healthz(request: Request, settings: SettingsDep) -> Health:
+    """Async and outside admission, so it answers when every slot and thread is taken; 503
+    `not_live` when requests have been waiting on a stuck lane for `LIVENESS_STALL_S`."""
+    state: AdmissionState = request.app.state.admission
+    liveness(state, settings.liveness_stall_s)
     return Health()
 
 

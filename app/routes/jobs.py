@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 
 from app.deps import CallerDep, SessionDep, SessionFactoryDep, SettingsDep
 from app.idempotency import IdempotencyKeyHeader, respond
@@ -28,7 +27,8 @@ SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A page of events (JSON), or with `Accept: text/event-stream` a stream: "
         "`id: <event id>`, `event: <kind>`, `data: <event JSON>`; heartbeat comments; a final "
-        "`event: end` whose data is the finished job.",
+        "`event: end` whose data is the finished job. Event ids number the job's own events "
+        "1, 2, 3, ...",
         "content": {sse.SSE_MEDIA_TYPE: {"schema": {"type": "string"}}},
     }
 }
@@ -80,7 +80,7 @@ async def get_job(job_id: str, request: Request, session: SessionDep, caller: Ca
 @router.get(
     "/{job_id}/events",
     response_model=JobEventPage,
-    responses={**SSE_RESPONSE, **problems(404, 422)},
+    responses={**SSE_RESPONSE, **problems(404, 422, 429)},
 )
 def job_events(
     job_id: str,
@@ -90,7 +90,8 @@ def job_events(
     caller: CallerDep,
     factory: SessionFactoryDep,
     after: Annotated[
-        int | None, Query(ge=0, le=2**63 - 1, description="Return events with a larger id.")
+        int | None,
+        Query(ge=0, le=2**63 - 1, description="Return the job's events after this event id."),
     ] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     last_event_id: Annotated[
@@ -102,11 +103,7 @@ def job_events(
     stream of them that ends with an `end` event carrying the finished job."""
     if sse.wants_stream(request.headers.get("accept")):
         start = last_event_id if last_event_id is not None else after
-        body = sse.open_stream(session, factory, settings, job_id, caller, start)
-        return StreamingResponse(
-            body, media_type=sse.SSE_MEDIA_TYPE,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )  # fmt: skip
+        return sse.open_stream(request, session, factory, settings, job_id, caller, start)
     events, next_after = service.events(session, settings, job_id, caller, after=after, limit=limit)
     return JobEventPage(items=[JobEventOut.of(e) for e in events], next_after=next_after)
 

@@ -4,16 +4,46 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    ConfigDict,
+    Field,
+    UrlConstraints,
+    field_validator,
+    model_validator,
+)
 
 from app import recipes
 from app.schemas.common import StrictModel
 
 BUILTIN_MODELS = ("minilm-l6",)
 BUILTIN_DATASETS = ("sst2", "agnews", "rte", "tweets")
+# job.webhook_url and webhook_delivery.url are String(2048).
+MAX_URL_LENGTH = 2048
 
 
-class DatasetSpec(StrictModel):
+class SpecModel(StrictModel):
+    """Strict JSON types: an integer field takes only a JSON integer (not "2", true or 2.0), a
+    number field an integer or a float (not "0.5" or true), a boolean only true or false."""
+
+    model_config = ConfigDict(strict=True)
+
+
+def _stored_length(url: AnyHttpUrl) -> AnyHttpUrl:
+    # The column holds the normalised form, which can be longer than what was sent
+    # (percent-encoding, punycode).
+    if len(str(url)) > MAX_URL_LENGTH:
+        raise ValueError(f"URL should have at most {MAX_URL_LENGTH} characters once normalised")
+    return url
+
+
+WebhookUrl = Annotated[
+    AnyHttpUrl, UrlConstraints(max_length=MAX_URL_LENGTH), AfterValidator(_stored_length)
+]
+
+
+class DatasetSpec(SpecModel):
     name: str = Field(
         description="A built-in data set (sst2, agnews, rte, tweets) or the id of an uploaded one.",
         examples=["tweets"],
@@ -29,11 +59,11 @@ class DatasetSpec(StrictModel):
     max_length: int = Field(default=128, ge=8, le=512)
 
 
-class OneShotSchedule(StrictModel):
+class OneShotSchedule(SpecModel):
     kind: Literal["oneshot"] = "oneshot"
 
 
-class GradualSchedule(StrictModel):
+class GradualSchedule(SpecModel):
     """Cubic schedule from init_sparsity to the target over `epochs` or `steps` of training."""
 
     kind: Literal["gradual"]
@@ -57,7 +87,7 @@ class GradualSchedule(StrictModel):
 Schedule = Annotated[OneShotSchedule | GradualSchedule, Field(discriminator="kind")]
 
 
-class OBertSpec(StrictModel):
+class OBertSpec(SpecModel):
     """oBERT knobs; None means the worker's CPU-friendly default."""
 
     num_grads: int | None = Field(default=None, ge=1, le=65_536)
@@ -67,7 +97,7 @@ class OBertSpec(StrictModel):
     grad_batch_size: int | None = Field(default=None, ge=1, le=512)
 
 
-class PruningSpec(StrictModel):
+class PruningSpec(SpecModel):
     method: Literal["magnitude", "obert", "none"] = "magnitude"
     sparsity: float = Field(default=0.5, ge=0.0, le=0.99)
     structure: Literal["unstructured", "block4"] = "unstructured"
@@ -87,7 +117,7 @@ class PruningSpec(StrictModel):
         return self
 
 
-class DistillationSpec(StrictModel):
+class DistillationSpec(SpecModel):
     """Knowledge distillation from the dense fine-tuned teacher: (1-h)*task + h*T^2*KL."""
 
     enabled: bool = False
@@ -95,7 +125,7 @@ class DistillationSpec(StrictModel):
     temperature: float = Field(default=2.0, gt=0.0, le=100.0)
 
 
-class QuantizationSpec(StrictModel):
+class QuantizationSpec(SpecModel):
     method: Literal["none", "dynamic_int8", "qat_int8"] = "none"
     qat_steps: int | None = Field(
         default=None,
@@ -105,11 +135,11 @@ class QuantizationSpec(StrictModel):
     )
 
 
-class LayersSpec(StrictModel):
+class LayersSpec(SpecModel):
     keep: int = Field(ge=1, le=48, description="Keep this many evenly spaced encoder layers.")
 
 
-class TrainingSpec(StrictModel):
+class TrainingSpec(SpecModel):
     finetune_dense: Literal["auto", "always", "never"] = Field(
         default="auto",
         description="auto: fine-tune a dense model first when the model has no trained head.",
@@ -127,7 +157,7 @@ class TrainingSpec(StrictModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
-class JobSpec(StrictModel):
+class JobSpec(SpecModel):
     model: str = Field(
         description="A built-in model (minilm-l6) or the id of an uploaded model.",
         examples=["minilm-l6"],
@@ -140,7 +170,7 @@ class JobSpec(StrictModel):
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
     layers: LayersSpec | None = None
     training: TrainingSpec = Field(default_factory=TrainingSpec)
-    webhook_url: AnyHttpUrl | None = None
+    webhook_url: WebhookUrl | None = None
     recipe: str | None = Field(
         default=None,
         max_length=64,

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.db.models import Job, JobEvent
 
@@ -60,7 +60,7 @@ class JobPage(BaseModel):
 
 
 class JobEventOut(BaseModel):
-    id: int
+    id: int = Field(description="The event's number within its job: 1, 2, 3, ...")
     kind: str
     status: str | None
     stage: str | None
@@ -72,7 +72,7 @@ class JobEventOut(BaseModel):
     @classmethod
     def of(cls, e: JobEvent) -> JobEventOut:
         return cls(
-            id=e.id, kind=e.kind, status=e.status, stage=e.stage, progress=e.progress,
+            id=e.seq, kind=e.kind, status=e.status, stage=e.stage, progress=e.progress,
             message=e.message, data=e.data, created_at=e.created_at,
         )  # fmt: skip
 

@@ -1,7 +1,9 @@
-"""Server-Sent Events for a job's history: each job_event as `id/event/data`, resumable from
-Last-Event-ID, a comment on every heartbeat of silence and a final `end` event with the job's
-terminal state. Every poll opens and closes its own short session (run on a worker thread), so
-no database connection is held while the stream is open."""
+"""Server-Sent Events for a job's history: each job_event as `id/event/data` (the id is the
+event's number within its job), resumable from Last-Event-ID, a comment on every heartbeat of
+silence and a final `end` event with the job's terminal state. Every poll opens and closes its
+own short session (run on a worker thread), so no database connection is held while the
+stream is open. An API key holds at most `events_streams_per_key` streams open at once in one
+API process (app.services.stream_slots); one more is a 429."""
 
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
+from fastapi import Request
 from sqlalchemy.orm import Session
 
 from app.db.models import TERMINAL_STATUSES
 from app.repositories import jobs as jobs_repo
 from app.schemas.jobs import JobEventOut, JobOut
 from app.services import jobs as jobs_service
+from app.services.stream_slots import SlotResponse, take_stream_slot
 from app.settings import Settings
 from app.tenancy import Caller
 
@@ -29,7 +33,7 @@ SessionFactory = Callable[[], Session]
 
 @dataclass
 class Poll:
-    events: list[tuple[int, str, str]] = field(default_factory=list)  # (id, kind, json)
+    events: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, kind, json)
     job: dict[str, Any] | None = None  # set once the job is finished (or gone: {})
 
 
@@ -54,7 +58,7 @@ def poll(factory: SessionFactory, job_id: uuid.UUID, after: int | None) -> Poll:
         finished = job.status in TERMINAL_STATUSES
         end = JobOut.of(job).model_dump(mode="json") if finished else None
         events = jobs_repo.events_after(session, job_id, after, POLL_BATCH)
-        out.events = [(e.id, e.kind, JobEventOut.of(e).model_dump_json()) for e in events]
+        out.events = [(e.seq, e.kind, JobEventOut.of(e).model_dump_json()) for e in events]
         if end is not None and len(events) < POLL_BATCH:
             out.job = end
         return out
@@ -86,9 +90,14 @@ async def stream(
 
 
 def open_stream(
-    session: Session, factory: SessionFactory, settings: Settings, raw_id: str, caller: Caller,
-    after: int | None,
-) -> AsyncIterator[str]:  # fmt: skip
-    """404 for a job the caller may not see, before anything is streamed."""
+    request: Request, session: Session, factory: SessionFactory, settings: Settings,
+    raw_id: str, caller: Caller, after: int | None,
+) -> SlotResponse:  # fmt: skip
+    """404 for a job the caller may not see, then 429 when the caller's key already holds
+    events_streams_per_key streams here; both before anything is streamed."""
     job = jobs_service.get(session, raw_id, caller)
-    return stream(factory, job.id, after, settings)
+    release = take_stream_slot(request, settings)
+    return SlotResponse(
+        stream(factory, job.id, after, settings), release, media_type=SSE_MEDIA_TYPE,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )  # fmt: skip

@@ -14,9 +14,10 @@ from app.repositories import jobs as jobs_repo
 from app.repositories import uploads as uploads_repo
 from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, JobSpec
 from app.schemas.jobs import JobOut, JobPage
-from app.services import spec_limits
+from app.services import job_estimate, spec_limits
 from app.services.dispatch import enqueue_and_mark_dispatched
 from app.services.job_cache import JobCache
+from app.services.job_estimate import DataSizes
 from app.services.webhook_outbox import check_submitted_url, record_terminal
 from app.settings import Settings
 from app.tenancy import Caller
@@ -47,7 +48,8 @@ def _check_model(session: Session, spec: JobSpec, tenant_id: uuid.UUID) -> Uploa
 
 def _check_dataset(
     session: Session, spec: JobSpec, settings: Settings, tenant_id: uuid.UUID
-) -> None:
+) -> DataSizes:
+    """The data set exists (and has the columns asked for); returns its sizes."""
     name = spec.dataset.name
     if name in BUILTIN_DATASETS:
         if name in DATA_DIR_DATASETS and not (settings.data_dir / name / "train.tsv").is_file():
@@ -55,7 +57,7 @@ def _check_dataset(
                 f"built-in data set {name!r} is not installed in the data directory",
                 code="dataset_unavailable", field="dataset.name",
             )  # fmt: skip
-        return
+        return job_estimate.builtin_sizes(name, settings.data_dir)
     dataset_id = parse_id(name)
     dataset = (
         uploads_repo.get_dataset(session, dataset_id, tenant_id=tenant_id) if dataset_id else None
@@ -66,6 +68,9 @@ def _check_dataset(
             f"{', '.join(BUILTIN_DATASETS)}", code="dataset_not_found", field="dataset.name",
         )  # fmt: skip
     _check_columns(spec, dataset)
+    label = spec.dataset.label_column
+    labels = len(dataset.labels) if label in (None, dataset.label_column) else None
+    return job_estimate.uploaded_sizes(dataset.num_rows, labels)
 
 
 def _check_columns(spec: JobSpec, dataset: UploadedDataset) -> None:
@@ -87,8 +92,11 @@ def submit(session: Session, spec: JobSpec, settings: Settings, caller: Caller) 
     """The job belongs to the caller's tenant, an admin's too."""
     model = _check_model(session, spec, caller.tenant_id)
     config = spec_limits.model_config(spec.model, model.config if model is not None else None)
-    spec_limits.check_spec(spec, config, settings.worker_memory_budget_bytes)
-    _check_dataset(session, spec, settings, caller.tenant_id)
+    limits = spec_limits.Limits.of(settings)
+    spec_limits.check_spec(spec, config)
+    sizes = _check_dataset(session, spec, settings, caller.tenant_id)
+    if config is not None:
+        spec_limits.check_estimate(spec, config, job_estimate.limited(sizes, spec), limits)
     webhook = str(spec.webhook_url) if spec.webhook_url is not None else None
     if webhook is not None:
         check_submitted_url(webhook, settings)
@@ -145,7 +153,7 @@ def events(
     job = get(session, raw_id, caller)
     n = check_limit(limit, settings)
     items = jobs_repo.events_after(session, job.id, after, n)
-    return items, items[-1].id if len(items) == n else None
+    return items, items[-1].seq if len(items) == n else None
 
 
 def cancel(

@@ -1,8 +1,16 @@
 """Prometheus metrics, read from the registry (and the broker) on every scrape, so every API
-process reports the same numbers and nothing is lost when a process restarts."""
+process reports the same numbers and nothing is lost when a process restarts.
+
+They count every tenant's jobs, so who may read them (`authorize`): with `metrics_token` set,
+`Authorization: Bearer <metrics_token>` or an admin API key; without one, an admin API key,
+unless `metrics_public` opens them to anyone (and the API warns at startup that it does).
+An API key presented to /metrics is checked by admission (app.concurrency, through
+`takes_api_key`), like any key, before the request takes a slot; `authorize` reads the caller
+admission found."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
@@ -14,8 +22,10 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import JOB_STATUSES
+from app.errors import Forbidden, Unauthenticated
 from app.repositories import ops_metrics as repo
 from app.settings import Settings
+from app.tenancy import Caller
 
 log = logging.getLogger(__name__)
 SessionFactory = Callable[[], Session]
@@ -109,3 +119,54 @@ def render(factory: SessionFactory, settings: Settings) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RegistryCollector(factory, settings))
     return generate_latest(registry)
+
+
+def exposure(settings: Settings) -> str:
+    """Who may read /metrics: "token", "admin" or "public"."""
+    if settings.metrics_token:
+        return "token"
+    return "public" if settings.metrics_public else "admin"
+
+
+REFUSED = {
+    "token": "the metrics token (Authorization: Bearer <METRICS_TOKEN>) or an admin API key "
+    "is required",
+    "admin": "an admin API key is required: /metrics counts every tenant's jobs (set "
+    "METRICS_TOKEN for a scraper, or METRICS_PUBLIC=true to open it to anyone)",
+}
+
+
+def is_metrics_token(settings: Settings, token: str | None) -> bool:
+    expected = settings.metrics_token
+    return bool(expected and token and hmac.compare_digest(token.encode(), expected.encode()))
+
+
+def takes_api_key(settings: Settings, token: str) -> bool:
+    """Admission asks, for a token presented to /metrics: is it an API key to check? Not
+    when /metrics is public, nor for the metrics token (which is no API key)."""
+    return exposure(settings) != "public" and not is_metrics_token(settings, token)
+
+
+def authorize(settings: Settings, token: str | None, caller: Caller | None) -> None:
+    """Refuse a caller who may not read every tenant's counts: 401, or 403 for a tenant's
+    own key. `token` is the presented key (app.deps.presented_token), `caller` who admission
+    authenticated it as (None: no API key was checked)."""
+    mode = exposure(settings)
+    if mode == "public" or is_metrics_token(settings, token):
+        return
+    if caller is None:
+        raise Unauthenticated(REFUSED[mode])
+    if not caller.is_admin:
+        raise Forbidden("/metrics counts every tenant's jobs: it needs an admin API key")
+
+
+def log_exposure(settings: Settings) -> None:
+    """At startup: loud when anyone may read the cross-tenant counts."""
+    mode = exposure(settings)
+    if mode == "public":
+        log.warning(
+            "/metrics is public (METRICS_PUBLIC=true, no METRICS_TOKEN): anyone who can reach "
+            "the API reads job counts and timings across every tenant"
+        )
+    elif mode == "admin":
+        log.info("/metrics needs an admin API key (set METRICS_TOKEN for a scraper)")

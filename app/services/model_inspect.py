@@ -1,33 +1,54 @@
-"""Check an uploaded HF model archive without torch: config, safetensors weights, tokenizer."""
+"""Check an uploaded HF model archive without torch: config, safetensors weights, tokenizer.
+
+The archive is read once, in its own order (`ArchiveScan`): what the checks need is gathered
+on the way (the first bytes of every file, config.json, the shard index and the safetensors
+headers, each bounded) and judged afterwards, in this order: the config, pickles, the
+tokenizer, then the weights, which must cover every parameter the config implies
+(`bert_layout`).
+"""
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.services.archives import (
     ArchiveError,
     ArchiveFormat,
-    ArchiveReader,
+    ArchiveScan,
     Member,
+    MemberStream,
     model_root,
-    open_archive,
+    read_bounded,
 )
-from app.services.safetensors_header import SafetensorsError, count_parameters
+from app.services.bert_layout import LayoutError, check_coverage
+from app.services.json_input import JsonInputError, loads
+from app.services.safetensors_header import (
+    SafetensorsError,
+    TensorInfo,
+    parse_header,
+    read_header,
+)
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 SHARD_RE = re.compile(r"^model-(\d{5})-of-(\d{5})\.safetensors$")
 INDEX_NAME = "model.safetensors.index.json"
-MAX_JSON_BYTES = 16 * 1024 * 1024
+WEIGHTS_NAME = "model.safetensors"
+JSON_NAMES = ("config.json", INDEX_NAME)
+MAX_JSON_BYTES = 4 * 1024 * 1024
+# A BERT's header (48 layers) is about 100 KB; the headers are kept until the config is checked.
+MAX_HEADER_BYTES = 2 * 1024 * 1024
+MAX_HEADERS_TOTAL_BYTES = 8 * 1024 * 1024
 LIMITS = {
     "hidden_size": 4096, "num_hidden_layers": 48, "vocab_size": 250_000,
     "num_attention_heads": 64, "intermediate_size": 16_384,
 }  # fmt: skip
 # Optional keys, bounded when present.
-OPTIONAL_LIMITS = {"max_position_embeddings": 8192, "type_vocab_size": 16}
+OPTIONAL_LIMITS = {"max_position_embeddings": 8192, "type_vocab_size": 16, "num_labels": 100_000}
+MAX_LABELS = OPTIONAL_LIMITS["num_labels"]
+LABEL_ID_RE = re.compile(r"[0-9]{1,9}")
 # BERT checkpoints AutoModelForSequenceClassification loads (a new head where needed).
 SUPPORTED_ARCHITECTURES = frozenset({
     "BertModel", "BertForSequenceClassification", "BertForMaskedLM", "BertForPreTraining",
@@ -51,15 +72,29 @@ def _invalid(message: str) -> ArchiveError:
     return ArchiveError("invalid_model", message)
 
 
-def _read_json(reader: ArchiveReader, name: str, size: int) -> Any:
-    if size > MAX_JSON_BYTES:
-        raise _invalid(f"{name} is too large")
-    with reader.open(name) as f:
-        raw = f.read(MAX_JSON_BYTES + 1)
+def _parse_json(name: str, raw: bytes | None) -> Any:
+    if raw is None:
+        raise _invalid(f"{name} is too large (over {MAX_JSON_BYTES} bytes)")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _invalid(f"{name} is not valid JSON: {exc}") from exc
+        return loads(raw)
+    except JsonInputError as exc:
+        raise _invalid(f"{name}: {exc.message}") from exc
+
+
+def _check_labels(config: dict[str, Any]) -> None:
+    n = config.get("num_labels")
+    if n is not None and (type(n) is not int or not 1 <= n <= MAX_LABELS):
+        raise _invalid(f"config.json num_labels must be an integer in 1..{MAX_LABELS}, got {n!r}")
+    for key in ("id2label", "label2id"):
+        labels = config.get(key)
+        if labels is None:
+            continue
+        if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
+            raise _invalid(f"config.json {key} must be an object of at most {MAX_LABELS} labels")
+    id2label = config.get("id2label") or {}
+    bad = next((k for k in id2label if not LABEL_ID_RE.fullmatch(k)), None)
+    if bad is not None:
+        raise _invalid(f"config.json id2label keys must be label numbers, not {bad[:40]!r}")
 
 
 def check_config(config: Any) -> dict[str, Any]:
@@ -84,28 +119,99 @@ def check_config(config: Any) -> dict[str, Any]:
             raise _invalid(f"config.json {key} must be an integer in 1..{limit}, got {value!r}")
     if config["hidden_size"] % config["num_attention_heads"]:
         raise _invalid("config.json hidden_size must be a multiple of num_attention_heads")
+    _check_labels(config)
+    pad = config.get("pad_token_id")
+    if pad is not None and (type(pad) is not int or not 0 <= pad < config["vocab_size"]):
+        raise _invalid(f"config.json pad_token_id must be a token id below vocab_size, not {pad!r}")
+    if config.get("add_cross_attention") and not config.get("is_decoder"):
+        raise _invalid("config.json add_cross_attention needs is_decoder")
     return config
 
 
-def _refuse_pickles(reader: ArchiveReader, members: list[Member]) -> None:
+class _Prefixed:
+    """`head` (bytes already read), then the rest of the member."""
+
+    def __init__(self, head: bytes, rest: MemberStream) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._head:
+            out, self._head = self._head[:size], self._head[size:]
+            return out
+        return self._rest.read(size)
+
+
+@dataclass
+class _Gathered:
+    """What one pass over the archive keeps: bounded, whatever the archive holds."""
+
+    heads: dict[str, bytes] = field(default_factory=dict)  # file -> its first 4 bytes
+    json: dict[str, bytes | None] = field(default_factory=dict)  # None: too large
+    headers: dict[str, bytes | SafetensorsError] = field(default_factory=dict)
+    header_bytes: int = 0
+    tops: set[str] = field(default_factory=set)
+
+    def candidate(self, name: str) -> bool:
+        """Only files at the root, or in the one top-level folder, can be the model's."""
+        parts = name.split("/")
+        self.tops.add(parts[0])
+        if len(self.tops) > 1:  # then the model's files are at the root, if anywhere
+            self._drop_nested()
+        return len(parts) == 1 or (len(parts) == 2 and len(self.tops) == 1)
+
+    def _drop_nested(self) -> None:
+        for store in (self.json, self.headers):
+            for key in [k for k in store if "/" in k]:
+                value = store.pop(key)
+                if isinstance(value, bytes) and store is self.headers:
+                    self.header_bytes -= len(value)
+
+    def take(self, member: Member, stream: MemberStream) -> None:
+        base = member.name.rsplit("/", 1)[-1]
+        wanted = self.candidate(member.name)
+        if wanted and base in JSON_NAMES:
+            if member.size > MAX_JSON_BYTES:
+                self.json[member.name] = None
+                self.heads[member.name] = read_bounded(stream, 4)
+            else:
+                raw = read_bounded(stream, MAX_JSON_BYTES)
+                self.json[member.name] = raw
+                self.heads[member.name] = raw[:4]
+            return
+        head = read_bounded(stream, 8) if member.size >= 2 else b""
+        self.heads[member.name] = head[:4]
+        if wanted and (base == WEIGHTS_NAME or SHARD_RE.match(base)):
+            self._take_header(member, _Prefixed(head, stream))
+
+    def _take_header(self, member: Member, stream: _Prefixed) -> None:
+        try:
+            raw = read_header(stream, member.size, max_header_bytes=MAX_HEADER_BYTES)
+        except SafetensorsError as exc:
+            self.headers[member.name] = exc
+            return
+        self.header_bytes += len(raw)
+        if self.header_bytes > MAX_HEADERS_TOTAL_BYTES:
+            raise _invalid(
+                f"the safetensors headers are over {MAX_HEADERS_TOTAL_BYTES} bytes in all"
+            )
+        self.headers[member.name] = raw
+
+
+def _refuse_pickles(files: dict[str, int], heads: dict[str, bytes]) -> None:
     """Pickle-based weights are refused by name and, renamed, by their first bytes; they are
-    never unpickled. Only the first bytes of each file are read."""
-    files = [m for m in members if not m.is_dir]
-    named = sorted(m.name for m in files if m.name.lower().endswith(PICKLE_SUFFIXES))
+    never unpickled."""
+    named = sorted(n for n in files if n.lower().endswith(PICKLE_SUFFIXES))
     if named:
         raise ArchiveError(
             "unsafe_weights", f"pickle-based files are not accepted: {', '.join(named)}"
         )
-    for m in files:
-        if m.size < 2:
-            continue
-        with reader.open(m.name) as f:
-            head = f.read(4)
+    for name in files:
+        head = heads.get(name, b"")
         if head.startswith(PICKLE_MAGIC) or head == ZIP_MAGIC:
             what = "a pickle" if head.startswith(PICKLE_MAGIC) else "a zip (torch.save) file"
             raise ArchiveError(
-                "unsafe_weights",
-                f"{m.name} is {what}; only safetensors weights are accepted",
+                "unsafe_weights", f"{name} is {what}; only safetensors weights are accepted"
             )
 
 
@@ -117,52 +223,80 @@ def _num_labels(config: dict[str, Any]) -> int | None:
     return n if type(n) is int else None
 
 
-def _weight_files(files: dict[str, int], prefix: str, reader: ArchiveReader) -> list[str]:
-    if f"{prefix}model.safetensors" in files:
-        return [f"{prefix}model.safetensors"]
+def _weight_files(files: dict[str, int], prefix: str, got: _Gathered) -> dict[str, list[str]]:
+    """Each weight file -> the tensors the index says it holds (empty: a single file)."""
+    if f"{prefix}{WEIGHTS_NAME}" in files:
+        return {f"{prefix}{WEIGHTS_NAME}": []}
     index = f"{prefix}{INDEX_NAME}"
     if index not in files:
         raise _invalid("weights must be model.safetensors or sharded safetensors with an index")
-    data = _read_json(reader, index, files[index])
+    data = _parse_json(INDEX_NAME, got.json.get(index))
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise _invalid(f"{INDEX_NAME} has no weight_map")
-    shards = sorted({str(v) for v in weight_map.values()})
+    by_shard: dict[str, list[str]] = {}
+    for tensor, shard in weight_map.items():
+        by_shard.setdefault(str(shard), []).append(tensor)
     totals = set()
-    for shard in shards:
+    for shard in sorted(by_shard):
         match = SHARD_RE.match(shard)
         if match is None or f"{prefix}{shard}" not in files:
-            raise _invalid(f"{INDEX_NAME} names a missing or misnamed shard {shard!r}")
+            raise _invalid(f"{INDEX_NAME} names a missing or misnamed shard {shard[:80]!r}")
         totals.add(int(match.group(2)))
-    if len(totals) != 1 or totals.pop() != len(shards):
+    if len(totals) != 1 or totals.pop() != len(by_shard):
         raise _invalid("the shard set is incomplete")
-    return [f"{prefix}{s}" for s in shards]
+    return {f"{prefix}{s}": by_shard[s] for s in sorted(by_shard)}
 
 
-def inspect_model(reader: ArchiveReader, members: list[Member]) -> ModelInfo:
-    """Members were already checked for safety and limits."""
+def _tensors(
+    files: dict[str, int], weights: dict[str, list[str]], got: _Gathered
+) -> dict[str, TensorInfo]:
+    """All tensors of the weight files, each checked against its file and the index."""
+    out: dict[str, TensorInfo] = {}
+    for name, listed in weights.items():
+        raw = got.headers.get(name)
+        try:
+            if raw is None:
+                raise SafetensorsError("not a safetensors file")
+            if isinstance(raw, SafetensorsError):
+                raise raw
+            tensors = parse_header(raw, files[name])
+        except SafetensorsError as exc:
+            raise _invalid(f"{name.rsplit('/', 1)[-1]}: {exc}") from exc
+        if listed and set(listed) != set(tensors):
+            odd = sorted(set(listed) ^ set(tensors))[0]
+            raise _invalid(f"{INDEX_NAME} and {name.rsplit('/', 1)[-1]} disagree on {odd!r}")
+        for tensor, info in tensors.items():
+            if tensor in out:
+                raise _invalid(f"tensor {tensor!r} is in two weight files")
+            out[tensor] = info
+    return out
+
+
+def _judge(members: list[Member], got: _Gathered) -> ModelInfo:
     files = {m.name: m.size for m in members if not m.is_dir}
     prefix = model_root(members)
-    # The config is checked before a byte of any weights file is read.
-    config = check_config(_read_json(reader, f"{prefix}config.json", files[f"{prefix}config.json"]))
-    _refuse_pickles(reader, members)
+    config = check_config(_parse_json("config.json", got.json.get(f"{prefix}config.json")))
+    _refuse_pickles(files, got.heads)
     if f"{prefix}tokenizer.json" not in files and f"{prefix}vocab.txt" not in files:
         raise _invalid("a tokenizer (tokenizer.json or vocab.txt) is required")
-    params = 0
-    for name in _weight_files(files, prefix, reader):
-        try:
-            with reader.open(name) as f:
-                params += count_parameters(f, files[name])
-        except SafetensorsError as exc:
-            raise _invalid(f"{name}: {exc}") from exc
+    tensors = _tensors(files, _weight_files(files, prefix, got), got)
+    try:
+        coverage = check_coverage(config, tensors)
+    except LayoutError as exc:
+        raise ArchiveError("weights_mismatch", exc.message) from exc
     archs = config.get("architectures")
     arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else "bert"
-    return ModelInfo(config, arch[:64], _num_labels(config), params)
+    return ModelInfo(config, arch[:64], _num_labels(config), coverage.num_parameters)
 
 
 def inspect_archive(
     path: Path, fmt: ArchiveFormat, *, max_members: int, max_total_bytes: int
 ) -> ModelInfo:
-    with open_archive(path, fmt) as reader:
-        members = reader.members(max_members=max_members, max_total_bytes=max_total_bytes)
-        return inspect_model(reader, members)
+    got = _Gathered()
+    with ArchiveScan(path, fmt, max_members=max_members, max_total_bytes=max_total_bytes) as scan:
+        for member, stream in scan:
+            if stream is not None:
+                got.take(member, stream)
+        members = scan.members
+    return _judge(members, got)

@@ -7,6 +7,14 @@ goes back to queued, or ends failed with worker_lost once it has been started ma
 times. Queued jobs the API could not publish (broker down) are published here; a duplicate
 delivery is a no-op, since the worker's claim is atomic and exclusive.
 
+A Redis broker that lost its messages (restarted empty, flushed) is noticed on the next pass:
+a queued job handed over more than broker_loss_grace_s ago whose message is neither in the
+queue nor taken (unacked) by a worker is published again at once, not after
+dispatch_stale_s. Each pass counts the broker's messages (its run id and list lengths, one
+round trip); the messages themselves are read only when it restarted or holds fewer than
+there are dispatched queued jobs. The sweeper (app.services.sweeper) runs every
+sweep_interval_s in the loop.
+
 Runs every reaper_interval_s on a daemon thread inside each worker process, and once on
 `python -m app reap`. Imports neither torch nor the worker.
 """
@@ -14,16 +22,20 @@ Runs every reaper_interval_s on a daemon thread inside each worker process, and 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
+from app.queue import BrokerCounts, BrokerSnapshot, broker_counts, broker_snapshot
 from app.repositories import recovery as recovery_repo
 from app.services.periodic import PeriodicLoop, start_once
+from app.services.sweeper import sweep_once
 from app.services.webhook_outbox import record_terminal
 from app.settings import Settings, get_settings
 
@@ -32,6 +44,10 @@ BATCH = 100
 
 SessionFactory = Callable[[], Session]
 Publish = Callable[[uuid.UUID], None]
+Snapshot = Callable[[Settings], BrokerSnapshot | None]
+Counts = Callable[[Settings], BrokerCounts | None]
+Read = TypeVar("Read", BrokerCounts, BrokerSnapshot)
+_run_ids: dict[str, str] = {}  # broker URL -> the Redis run_id this process saw last
 
 
 @dataclass
@@ -41,6 +57,8 @@ class ReapReport:
     alive: list[uuid.UUID] = field(default_factory=list)  # stale heartbeat, lock still held
     dispatched: list[uuid.UUID] = field(default_factory=list)
     undispatched: int = 0  # due, but the broker refused them
+    redispatched: list[uuid.UUID] = field(default_factory=list)  # messages the broker lost
+    broker_restarted: bool = False  # its run_id changed since this process's last pass
 
 
 def _default_publish(job_id: uuid.UUID) -> None:
@@ -128,25 +146,115 @@ def dispatch_pending(
         log.info("job %s dispatched by the outbox", job_id)
 
 
+def _note_run_id(settings: Settings, run_id: str, report: ReapReport) -> None:
+    url = settings.effective_broker_url
+    before = _run_ids.get(url)
+    _run_ids[url] = run_id
+    if before is not None and before != run_id:
+        report.broker_restarted = True
+        log.warning("the broker restarted (run_id %s, was %s)", run_id, before)
+
+
+def _publish_all(jobs: Sequence[uuid.UUID], publish: Publish) -> list[uuid.UUID]:
+    sent: list[uuid.UUID] = []
+    for job_id in jobs:
+        try:
+            publish(job_id)
+        except Exception:
+            log.warning("broker unreachable while re-dispatching", exc_info=True)
+            break
+        sent.append(job_id)
+    return sent
+
+
+def _read_broker(read: Callable[[Settings], Read | None], settings: Settings) -> Read | None:
+    """None when the broker is not Redis or could not be read (logged)."""
+    try:
+        return read(settings)
+    except Exception:
+        log.warning("broker not read; lost messages not looked for", exc_info=True)
+        return None
+
+
+def redispatch_lost(
+    factory: SessionFactory,
+    settings: Settings,
+    publish: Publish,
+    report: ReapReport,
+    *,
+    snapshot: Snapshot = broker_snapshot,
+    counts: Counts = broker_counts,
+) -> None:
+    """Publish again the queued jobs whose message the broker no longer holds: not waiting in
+    the queue and not taken (unacked) by any worker. The broker is counted first (run id and
+    lengths, no message read); its messages are read only when it restarted or holds fewer
+    messages than there are dispatched queued jobs. They are read before the rows are locked
+    (a job handed over after `now` is not a candidate) and again after, so a message a
+    worker was taking in between is not counted as lost. (A lost message hidden by as many
+    stale ones, of jobs canceled while queued, shows once a worker drains those.)"""
+    now = utcnow()
+    counted = _read_broker(counts, settings)
+    if counted is None:
+        return
+    _note_run_id(settings, counted.run_id, report)
+    before = now - timedelta(seconds=settings.broker_loss_grace_s)
+    with factory() as s:
+        ids = recovery_repo.dispatched_queued_ids(s, dispatched_before=before)
+        if not ids:
+            return
+        dispatched = recovery_repo.dispatched_queued_ids(s, dispatched_before=utcnow())
+        if not report.broker_restarted and counted.messages >= len(dispatched):
+            return  # every dispatched job may have its message: none is read
+        first = _read_broker(snapshot, settings)
+        if first is None:
+            return
+        missing = [i for i in ids if str(i) not in first.job_ids]
+        if not missing:
+            return
+        locked = recovery_repo.lock_still_dispatched_queued(
+            s, missing, dispatched_before=before, limit=BATCH
+        )
+        try:
+            second = snapshot(settings)
+        except Exception:
+            log.warning("broker not read again; lost messages wait", exc_info=True)
+            return
+        held = second.job_ids if second is not None else frozenset()
+        sent = _publish_all([j.id for j in locked if str(j.id) not in held], publish)
+        recovery_repo.set_dispatched(s, sent, utcnow())
+        s.commit()
+    report.redispatched.extend(sent)
+    if sent:
+        log.warning(
+            "the broker lost %d queued job(s) (run_id %s, %d message(s) held): re-dispatched "
+            "%s", len(sent), first.run_id, first.messages, ", ".join(map(str, sent)),
+        )  # fmt: skip
+
+
 def reap_once(
     factory: SessionFactory | None = None,
     settings: Settings | None = None,
     publish: Publish | None = None,
+    snapshot: Snapshot = broker_snapshot,
+    counts: Counts = broker_counts,
 ) -> ReapReport:
-    """One pass: lost running jobs back to queued (or failed), then queued jobs published."""
+    """One pass: lost running jobs back to queued (or failed), queued jobs whose message the
+    broker lost published again, then queued jobs never handed over published."""
     factory = factory or _default_factory()
     settings = settings or get_settings()
+    publish = publish or _default_publish
     report = ReapReport()
     reap_lost(factory, settings, report, now=utcnow())
+    redispatch_lost(factory, settings, publish, report, snapshot=snapshot, counts=counts)
     dispatch_pending(
-        factory, settings, publish or _default_publish, report, now=utcnow(),
-        also=report.requeued,
+        factory, settings, publish, report, now=utcnow(), also=report.requeued,
     )  # fmt: skip
     return report
 
 
 class ReaperLoop(PeriodicLoop):
-    """reap_once every interval_s on a daemon thread, until stop()."""
+    """reap_once every interval_s on a daemon thread, and the sweeper every
+    sweep_interval_s (0: never), until stop()."""
 
     def __init__(
         self,
@@ -156,9 +264,21 @@ class ReaperLoop(PeriodicLoop):
         settings: Settings | None = None,
         publish: Publish | None = None,
     ) -> None:
-        super().__init__(
-            "scalpel-reaper", interval_s, lambda: reap_once(factory, settings, publish)
-        )
+        super().__init__("scalpel-reaper", interval_s, self._pass)
+        self._factory = factory
+        self._settings = settings
+        self._publish = publish
+        self._swept_at: float | None = None
+        self.last_report: ReapReport | None = None
+
+    def _pass(self) -> None:
+        self.last_report = reap_once(self._factory, self._settings, self._publish)
+        settings = self._settings or get_settings()
+        every = settings.sweep_interval_s
+        now = time.monotonic()
+        if every > 0 and (self._swept_at is None or now - self._swept_at >= every):
+            self._swept_at = now
+            sweep_once(self._factory, settings)
 
 
 def start_background_reaper(settings: Settings | None = None) -> PeriodicLoop | None:

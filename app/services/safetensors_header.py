@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import struct
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.services.json_input import JsonInputError, loads
 
 # Same bound as the safetensors library.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -14,13 +16,29 @@ DTYPE_BYTES = {
     "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
     "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
+# No tensor a model holds has more dimensions (and a bound keeps the size product small).
+MAX_DIMS = 16
 
 
 class SafetensorsError(Exception):
     pass
 
 
-def _read_exact(f: IO[bytes], n: int) -> bytes:
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def _read_exact(f: Readable, n: int) -> bytes:
     chunks: list[bytes] = []
     left = n
     while left > 0:
@@ -32,22 +50,27 @@ def _read_exact(f: IO[bytes], n: int) -> bytes:
     return b"".join(chunks)
 
 
-def count_parameters(f: IO[bytes], file_size: int) -> int:
-    """Validate the header against the file size and return the number of parameters."""
+def read_header(f: Readable, file_size: int, *, max_header_bytes: int = MAX_HEADER_BYTES) -> bytes:
+    """The header's JSON bytes (the first 8 + n bytes of the file), checked for length only."""
     if file_size < 8:
         raise SafetensorsError("file too small for a safetensors header")
     (n,) = struct.unpack("<Q", _read_exact(f, 8))
-    if n > MAX_HEADER_BYTES or 8 + n > file_size:
+    if n > max_header_bytes or 8 + n > file_size:
         raise SafetensorsError(f"header length {n} out of bounds")
+    return _read_exact(f, n)
+
+
+def parse_header(raw: bytes, file_size: int) -> dict[str, TensorInfo]:
+    """Validate a header against the file's size; returns its tensors by name."""
     try:
-        header: Any = json.loads(_read_exact(f, n))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SafetensorsError(f"header is not JSON: {exc}") from exc
+        header: Any = loads(raw)
+    except JsonInputError as exc:
+        raise SafetensorsError(f"header is not JSON: {exc.message}") from exc
     if not isinstance(header, dict):
         raise SafetensorsError("header is not a JSON object")
-    data_len = file_size - 8 - n
+    data_len = file_size - 8 - len(raw)
     spans: list[tuple[int, int]] = []
-    params = 0
+    tensors: dict[str, TensorInfo] = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -56,18 +79,21 @@ def count_parameters(f: IO[bytes], file_size: int) -> int:
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if dtype not in DTYPE_BYTES:
             raise SafetensorsError(f"tensor {name!r}: unknown dtype {dtype!r}")
-        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+        if not (
+            isinstance(shape, list) and len(shape) <= MAX_DIMS
+            and all(type(d) is int and d >= 0 for d in shape)
+        ):  # fmt: skip
             raise SafetensorsError(f"tensor {name!r}: bad shape")
         if not (
             isinstance(offsets, list) and len(offsets) == 2
             and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1] <= data_len
         ):  # fmt: skip
             raise SafetensorsError(f"tensor {name!r}: data offsets out of bounds")
-        count = math.prod(shape)
-        if count * DTYPE_BYTES[dtype] != offsets[1] - offsets[0]:
+        tensor = TensorInfo(str(dtype), tuple(shape))
+        if tensor.numel * DTYPE_BYTES[tensor.dtype] != offsets[1] - offsets[0]:
             raise SafetensorsError(f"tensor {name!r}: size does not match its shape")
         spans.append((offsets[0], offsets[1]))
-        params += count
+        tensors[name] = tensor
     end = 0
     for start, stop in sorted(spans):
         if start != end:
@@ -75,4 +101,10 @@ def count_parameters(f: IO[bytes], file_size: int) -> int:
         end = stop
     if end != data_len:
         raise SafetensorsError("tensor data does not cover the file")
-    return params
+    return tensors
+
+
+def count_parameters(f: Readable, file_size: int) -> int:
+    """Validate the header against the file size and return the number of parameters."""
+    tensors = parse_header(read_header(f, file_size), file_size)
+    return sum(t.numel for t in tensors.values())

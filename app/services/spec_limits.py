@@ -1,23 +1,22 @@
 """Job spec checks that need the model's config: layers to keep, max_length against the
-model's positions, block sizes, and the memory the oBERT Fisher state would take, refused at
-submission rather than failing in the worker.
+model's positions, block sizes, and the whole job's estimated memory and run time
+(app.services.job_estimate) against the worker's budget and the per-job time limit, refused
+at submission rather than failing in the worker.
 
-The arithmetic mirrors worker.compression.fisher.BlockFisherInverse.state_bytes (app/ must
-not import torch or worker code): a target Linear of n weights holds ceil(n / B) blocks of
-B x B float32, B the block size.
+The arithmetic (the Fisher state, the block size, the model's shape) is job_estimate's; this
+module only compares it with the limits and names the field.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Any
 
 from app.errors import Unprocessable
 from app.schemas.job_spec import JobSpec
+from app.services import job_estimate
+from app.settings import Settings
 
-FLOAT32_BYTES = 4
-# worker.compression.config.OBertConfig.resolved_block_size.
-DEFAULT_BLOCK_SIZE = {"unstructured": 50, "block4": 32}
 # The built-in models' encoders (all-MiniLM-L6-v2).
 BUILTIN_CONFIGS: dict[str, dict[str, int]] = {
     "minilm-l6": {
@@ -25,53 +24,31 @@ BUILTIN_CONFIGS: dict[str, dict[str, int]] = {
         "num_hidden_layers": 6,
         "intermediate_size": 1536,
         "max_position_embeddings": 512,
+        "num_attention_heads": 12,
+        "vocab_size": 30522,
+        "type_vocab_size": 2,
     },
 }
 
 
-def _int(config: dict[str, Any], key: str, default: int) -> int:
-    value = config.get(key)
-    return value if type(value) is int and value > 0 else default
+@dataclass(frozen=True)
+class Limits:
+    memory_budget_bytes: int
+    time_limit_s: int
+    flops_per_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.worker_memory_budget_bytes, settings.job_time_limit_s,
+                   settings.estimate_train_flops_per_s)  # fmt: skip
 
 
-def encoder_linear_sizes(config: dict[str, Any], keep_layers: int | None = None) -> list[int]:
-    """Weights per encoder Linear (query, key, value, attention output, FFN in, FFN out) of
-    every kept layer, as worker.compression.targets.encoder_linear_targets selects them."""
-    hidden = _int(config, "hidden_size", 768)
-    inter = _int(config, "intermediate_size", 4 * hidden)
-    layers = _int(config, "num_hidden_layers", 12)
-    if keep_layers is not None:
-        layers = min(layers, keep_layers)
-    per_layer = [hidden * hidden] * 4 + [hidden * inter, inter * hidden]
-    return per_layer * layers
-
-
-def fisher_state_bytes(num_weights: int, block_size: int) -> int:
-    blocks = math.ceil(num_weights / block_size)
-    return blocks * block_size * block_size * FLOAT32_BYTES
-
-
-def obert_block_size(spec: JobSpec) -> int:
-    obert = spec.pruning.obert
-    if obert is not None and obert.block_size is not None:
-        return obert.block_size
-    return DEFAULT_BLOCK_SIZE[spec.pruning.structure]
-
-
-def fisher_estimate(spec: JobSpec, config: dict[str, Any]) -> int:
-    """Bytes of Fisher state of all encoder targets of an oBERT job (0 for other methods)."""
-    if spec.pruning.method != "obert":
-        return 0
-    block = obert_block_size(spec)
-    keep = spec.layers.keep if spec.layers is not None else None
-    return sum(fisher_state_bytes(n, block) for n in encoder_linear_sizes(config, keep))
-
-
-def check_spec(spec: JobSpec, config: dict[str, Any] | None, budget_bytes: int) -> None:
+def check_spec(spec: JobSpec, config: dict[str, Any] | None) -> None:
     """Raises Unprocessable naming the field. `config` is the model's config.json (None for a
-    model whose config is unknown: only the config-free checks run)."""
+    model whose config is unknown: only the config-free checks run). The estimate, which
+    needs the data set's sizes too, is check_estimate."""
     if spec.pruning.method == "obert" and spec.pruning.structure == "block4":
-        block = obert_block_size(spec)
+        block = job_estimate.block_size(spec)
         if block % 4:
             raise Unprocessable(
                 f"block4 pruning needs a block_size divisible by 4, got {block}",
@@ -91,14 +68,40 @@ def check_spec(spec: JobSpec, config: dict[str, Any] | None, budget_bytes: int) 
             f"the model has {positions} positions; max_length {spec.dataset.max_length} "
             "is longer", code="invalid_spec", field="dataset.max_length",
         )  # fmt: skip
-    need = fisher_estimate(spec, config)
-    if need > budget_bytes:
+
+
+def check_estimate(
+    spec: JobSpec, config: dict[str, Any], data: job_estimate.DataSizes, limits: Limits
+) -> job_estimate.Estimate:
+    """The whole job's estimated peak memory against the worker's budget, then its estimated
+    run time against the per-job limit; raises Unprocessable naming both and the field to
+    change. Returns the estimate when it fits."""
+    est = job_estimate.estimate(spec, config, data, limits.flops_per_s)
+    budget = limits.memory_budget_bytes
+    if est.peak_bytes > budget:
+        top = est.largest()
+        parts = ", ".join(f"{p.what} {_gib(p.bytes)}" for p in
+                          sorted(est.parts, key=lambda p: -p.bytes)[:3])  # fmt: skip
         raise Unprocessable(
-            f"oBERT would need about {need} bytes ({need / 2**30:.2f} GiB) of Fisher state, "
-            f"over the worker budget of {budget_bytes} bytes ({budget_bytes / 2**30:.2f} GiB); "
-            "lower pruning.obert.block_size or keep fewer layers",
-            code="memory_budget_exceeded", field="pruning.obert.block_size",
+            f"the job would need an estimated {_gib(est.peak_bytes)} ({est.peak_bytes} bytes) "
+            f"of memory at its peak, in {est.phase} ({parts}, with overheads), over the "
+            f"worker's memory budget of {_gib(budget)} ({budget} bytes, "
+            f"WORKER_MEMORY_BUDGET_BYTES); lower {top.field}",
+            code="memory_budget_exceeded", field=top.field,
         )  # fmt: skip
+    if est.seconds > limits.time_limit_s:
+        raise Unprocessable(
+            f"the job would take an estimated {est.seconds:,.0f} s ({est.seconds / 3600:,.1f} h) "
+            f"at {limits.flops_per_s / 1e9:g} GFLOP/s (ESTIMATE_TRAIN_FLOPS_PER_S), over the "
+            f"per-job time limit of {limits.time_limit_s:,} s ({limits.time_limit_s / 3600:g} h, "
+            f"JOB_TIME_LIMIT_S); lower {est.time_field}",
+            code="time_limit_exceeded", field=est.time_field,
+        )  # fmt: skip
+    return est
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.2f} GiB"
 
 
 def model_config(model: str, uploaded_config: dict[str, Any] | None) -> dict[str, Any] | None:

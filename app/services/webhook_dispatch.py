@@ -25,6 +25,7 @@ from app.services.periodic import PeriodicLoop, start_once
 from app.services.webhooks import ensure_secrets
 from app.settings import Settings, get_settings
 from app.webhooks import deliver
+from app.webhooks.pinned import pinned_client
 from app.webhooks.schedule import next_attempt
 
 log = logging.getLogger("scalpel.webhooks")
@@ -101,7 +102,8 @@ def dispatch_due_webhooks(
 
 
 def make_client(settings: Settings) -> httpx.Client:
-    return httpx.Client(timeout=settings.webhook_timeout_s, trust_env=False)
+    """Connects only to the addresses each delivery's egress check vetted."""
+    return pinned_client(settings.webhook_timeout_s)
 
 
 def dispatch_once(

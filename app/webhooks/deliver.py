@@ -1,5 +1,6 @@
 """One delivery attempt of one webhook message: the egress check, the signed POST with a
-timeout, and what happened (never raises for the receiver's faults)."""
+timeout to the addresses that check vetted (never a second resolution: see
+app.webhooks.pinned), and what happened (never raises for the receiver's faults)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 
 from app.webhooks import signing
 from app.webhooks.egress import EgressRefused, Resolver, check_url, resolve
+from app.webhooks.pinned import PIN
 
 USER_AGENT = "Scalpel-Webhooks/1"
 
@@ -35,17 +37,23 @@ def attempt(
     timestamp: int | None = None,
 ) -> AttemptResult:
     """POST ``body`` to ``url`` signed with every active secret. 2xx is success; 4xx other
-    than 408/429 is final (the receiver rejected the message); the rest is retried."""
+    than 408/429 is final (the receiver rejected the message); the rest is retried.
+
+    ``client`` should be app.webhooks.pinned.pinned_client(): the request carries the vetted
+    addresses, and that client connects to them only (a test double may ignore them)."""
     start = time.perf_counter()
     try:
-        check_url(url, allowed, resolver)
+        addresses = check_url(url, allowed, resolver)
     except EgressRefused as exc:
         return AttemptResult(False, None, f"refused ({exc.reason}): {exc}", 0.0, False)
     sent = signing.headers(active_secrets, msg_id, body, timestamp)
     sent["content-type"] = "application/json"
     sent["user-agent"] = USER_AGENT
     try:
-        response = client.post(url, content=body, headers=sent, follow_redirects=False)
+        response = client.post(
+            url, content=body, headers=sent, follow_redirects=False,
+            extensions={PIN: tuple(addresses)},
+        )  # fmt: skip
     except httpx.HTTPError as exc:
         elapsed = (time.perf_counter() - start) * 1000
         return AttemptResult(False, None, f"{type(exc).__name__}: {exc}", elapsed, True)

@@ -5,6 +5,7 @@ for a tenant made in the test's transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,8 @@ def make_client(
         for name, value in env.items():
             monkeypatch.setenv(name.upper(), value)
         _clear_caches()
-        app: FastAPI = create_app(Settings())
+        # Routes and admission's key checks alike use the test's session.
+        app: FastAPI = create_app(Settings(), key_sessions=lambda: nullcontext(db_session))
         app.dependency_overrides[get_session] = session_override(db_session)
         headers = auth(key) if key is not None else None
         client = TestClient(app, raise_server_exceptions=True, headers=headers)

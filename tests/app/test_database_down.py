@@ -63,9 +63,16 @@ def test_connection_lost_at_commit_keeps_no_rows(
     make_client: MakeClient, db_session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = make_client()
+    # The key is checked (and cached) before the request takes a slot; warm the cache so the
+    # cut-off commit below is the route's own.
+    assert client.get("/v1/jobs").status_code == 200
     before = count_rows(db_session)
 
+    seen_at_commit: list[dict[str, int]] = []
+
     def lost(*_: Any, **__: Any) -> None:
+        db_session.flush()
+        seen_at_commit.append(count_rows(db_session))
         raise sa_exc.OperationalError(
             "COMMIT", {}, ConnectionError("server closed the connection unexpectedly")
         )
@@ -73,6 +80,8 @@ def test_connection_lost_at_commit_keeps_no_rows(
     with monkeypatch.context() as m:
         m.setattr(db_session, "commit", lost)
         unavailable(client.post("/v1/jobs", json=SPEC))
+    # The commit cut off was the route's, with its job written and not yet committed.
+    assert [c["job"] for c in seen_at_commit] == [before["job"] + 1]
     assert count_rows(db_session) == before
 
 

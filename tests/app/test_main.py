@@ -100,3 +100,20 @@ def test_create_api_key_needs_a_tenant_name(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert proc.returncode == 2 and proc.stdout == ""
+
+
+def test_serve_passes_uvicorns_own_limits() -> None:
+    """`python -m app serve`: a deadline on request headers (the httptools protocol of
+    app.http_protocol), a cap on connections, the largest h11 request head, idle keep-alive."""
+    from app.http_protocol import HeaderDeadlineProtocol
+    from app.settings import Settings
+
+    options = app_main.uvicorn_options(
+        Settings(http_header_timeout_s=3, http_max_connections=0, http_max_header_bytes=8192)
+    )
+    protocol = options["http"]
+    assert issubclass(protocol, HeaderDeadlineProtocol) and protocol.header_timeout_s == 3
+    assert options["limit_concurrency"] is None  # 0: no cap
+    assert options["h11_max_incomplete_event_size"] == 8192
+    defaults = app_main.uvicorn_options(Settings())
+    assert defaults["limit_concurrency"] == 2048 and defaults["timeout_keep_alive"] == 30

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, create_engine, select, update
 from sqlalchemy.orm import Session
 
 from alembic import command
+from app.db.base import utcnow
 from app.db.models import Job, JobEvent, UploadedModel
 from app.queue import COMPRESS_TASK, make_celery
 from app.repositories import jobs as jobs_repo
@@ -35,20 +36,55 @@ class Backing:
 
 
 @contextmanager
+def migrated_database(prefix: str = "scalpel_faults") -> Iterator[tuple[str, Engine]]:
+    """A PostgreSQL database of its own, migrated to head (its URL and an engine), dropped
+    afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    db_url = create_database(name)
+    try:
+        command.upgrade(alembic_config(db_url), "head")
+        engine = create_engine(db_url)
+        try:
+            yield db_url, engine
+        finally:
+            engine.dispose()
+    finally:
+        drop_database(name)
+
+
+@contextmanager
 def backing_services(tmp_path: Path, redis_db: int) -> Iterator[Backing]:
     """A migrated database of its own and an emptied Redis db, dropped afterwards."""
-    name = f"scalpel_faults_{uuid.uuid4().hex[:10]}"
-    db_url = create_database(name)
-    command.upgrade(alembic_config(db_url), "head")
-    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
-    redis.Redis.from_url(redis_url).flushdb()
-    engine = create_engine(db_url)
-    try:
-        yield Backing(db_url, redis_url, engine)
-    finally:
-        engine.dispose()
+    with migrated_database() as (db_url, engine):
+        redis_url = f"redis://127.0.0.1:6379/{redis_db}"
         redis.Redis.from_url(redis_url).flushdb()
-        drop_database(name)
+        try:
+            yield Backing(db_url, redis_url, engine)
+        finally:
+            redis.Redis.from_url(redis_url).flushdb()
+
+
+def tiny_spec(model_id: str, steps: int = 4) -> dict[str, Any]:
+    """A job spec that runs in seconds on a tiny BERT (the tweets corpus, 64 examples)."""
+    return {
+        "model": model_id,
+        "dataset": {"name": "tweets", "max_train_examples": 64, "max_eval_examples": 32,
+                    "max_length": 32},
+        "pruning": {"method": "magnitude", "sparsity": 0.5},
+        "quantization": {"method": "none"},
+        "training": {"max_steps": steps, "recovery_max_steps": 4, "batch_size": 8},
+    }  # fmt: skip
+
+
+def dispatched_job(engine: Engine, redis_url: str, spec: dict[str, Any], tenant: str) -> Job:
+    """A queued job handed to the broker as the API does after its commit (published, then
+    dispatched_at set); returns its row."""
+    job_id = insert_job(engine, spec, tenant)
+    publish(redis_url, job_id)
+    with Session(engine) as s:
+        s.execute(update(Job).where(Job.id == job_id).values(dispatched_at=utcnow()))
+        s.commit()
+    return job_row(engine, job_id)
 
 
 def insert_tiny_model(engine: Engine, tmp_path: Path, storage_dir: Path, tenant: str) -> str:

@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,22 +25,12 @@ from tests.e2e.processes import (
     job_row,
     publish,
     status_events,
+    tiny_spec,
     wait_row,
 )
 
 pytestmark = pytest.mark.e2e
 TENANT = "default"
-
-
-def tiny_spec(model_id: str, steps: int) -> dict[str, Any]:
-    return {
-        "model": model_id,
-        "dataset": {"name": "tweets", "max_train_examples": 64, "max_eval_examples": 32,
-                    "max_length": 32},
-        "pruning": {"method": "magnitude", "sparsity": 0.5},
-        "quantization": {"method": "none"},
-        "training": {"max_steps": steps, "recovery_max_steps": 4, "batch_size": 8},
-    }  # fmt: skip
 
 
 def beating(job: Job) -> bool:

@@ -30,6 +30,7 @@ from tests.e2e.test_redis_postgres import tiny_job, upload_tiny_model
 
 pytestmark = pytest.mark.e2e
 REDIS_DB_URL = "redis://127.0.0.1:6379/12"
+METRICS_TOKEN = "e2e-scrape-token"
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def live_stack(tmp_path: Path) -> Iterator[tuple[httpx.Client, list[Path]]]:
     port = free_port()
     env = base_env(
         tmp_path, DATABASE_URL=db_url, REDIS_URL=REDIS_DB_URL, PORT=str(port),
-        LOG_FORMAT="json", EVENTS_POLL_INTERVAL_S="0.2",
+        LOG_FORMAT="json", EVENTS_POLL_INTERVAL_S="0.2", METRICS_TOKEN=METRICS_TOKEN,
     )  # fmt: skip
     logs = [tmp_path / "api.log", tmp_path / "worker.log"]
     try:
@@ -105,15 +106,20 @@ def test_job_streams_live_and_shows_in_metrics_and_logs(
     assert any(
         f.get("event") == "metrics" and "dev_accuracy" in (f["data"]["data"] or {}) for f in frames
     )
-    # resume: only what came after
+    # the job's own numbers, from 1 without gaps
     ids = [int(f["id"]) for f in frames if "id" in f]
+    assert ids == list(range(1, len(ids) + 1))
+    # resume: only what came after
     r = client.get(
         f"/v1/jobs/{job_id}/events",
         headers={"Accept": "text/event-stream", "Last-Event-ID": str(ids[-2])},
     )
     assert [ln for ln in r.text.splitlines() if ln.startswith("id: ")] == [f"id: {ids[-1]}"]
 
-    metrics = client.get("/metrics")
+    # every tenant's counts: not for a tenant's key, nor for anyone without the token
+    assert client.get("/metrics").status_code == 403
+    assert client.get("/metrics", headers={"Authorization": ""}).status_code == 401
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert metrics.status_code == 200
     values = {
         (s.name, tuple(sorted(s.labels.items()))): s.value

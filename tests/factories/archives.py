@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -32,22 +33,35 @@ def bert_config(**overrides: Any) -> dict[str, Any]:
     return config
 
 
-def tensors(seed: int = 0) -> dict[str, np.ndarray]:
+def _layout(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Every tensor BertForSequenceClassification has for this config (the default config's
+    when this one is invalid or large: the tests that send those expect a refusal first)."""
+    from app.services.bert_layout import POOLER, encoder_layout
+
+    try:
+        enc = encoder_layout(config)
+        h, labels = int(config["hidden_size"]), len(config.get("id2label") or {}) or 2
+    except (KeyError, TypeError, ValueError):
+        return _layout(bert_config())
+    if sum(int(np.prod(s)) for s in enc.values()) > 2_000_000 and config != bert_config():
+        return _layout(bert_config())
+    shapes = {f"bert.{k}": s for k, s in enc.items()}
+    shapes.update({f"bert.{POOLER[0]}": (h, h), f"bert.{POOLER[1]}": (h,)})
+    shapes.update({"classifier.weight": (labels, h), "classifier.bias": (labels,)})
+    return shapes
+
+
+def tensors(seed: int = 0, config: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Random float32 weights for every parameter of the config (the factory's by default)."""
     rng = np.random.default_rng(seed)
     return {
-        "bert.embeddings.word_embeddings.weight": rng.standard_normal((len(VOCAB), 8)).astype(
-            np.float32
-        ),
-        "bert.encoder.layer.0.attention.self.query.weight": rng.standard_normal((8, 8)).astype(
-            np.float32
-        ),
-        "classifier.weight": rng.standard_normal((2, 8)).astype(np.float32),
-        "classifier.bias": np.zeros(2, dtype=np.float32),
+        name: rng.standard_normal(shape).astype(np.float32)
+        for name, shape in sorted(_layout(config or bert_config()).items())
     }
 
 
-def num_parameters(seed: int = 0) -> int:
-    return sum(int(t.size) for t in tensors(seed).values())
+def num_parameters(seed: int = 0, config: dict[str, Any] | None = None) -> int:
+    return sum(int(t.size) for t in tensors(seed, config).values())
 
 
 def model_files(
@@ -59,7 +73,7 @@ def model_files(
 ) -> dict[str, bytes]:
     """File name -> content for a model folder. weights: single | sharded | none."""
     files: dict[str, bytes] = {"config.json": json.dumps(config or bert_config()).encode()}
-    ts = tensors()
+    ts = tensors(0, config)
     if weights == "single":
         files["model.safetensors"] = _safetensors_bytes(ts)
     elif weights == "sharded":
@@ -156,3 +170,56 @@ def zip_with_corrupt_member(files: dict[str, bytes], name: str) -> bytes:
     for i in range(start, start + min(info.compress_size, 64)):
         data[i] ^= 0x5A
     return bytes(data)
+
+
+def _zero_safetensors(name: str, size: int) -> bytes:
+    """The header of a safetensors file holding one U8 tensor of `size` zero bytes."""
+    header = json.dumps({name: {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}})
+    raw = header.encode()
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def _zero_shard_header(name: str, file_size: int) -> bytes:
+    """The header of a `file_size`-byte safetensors file of one U8 tensor of zeros."""
+    data = file_size
+    for _ in range(4):  # the header's length depends on the digits of the data's length
+        data = file_size - len(_zero_safetensors(name, data))
+    header = _zero_safetensors(name, data)
+    assert len(header) + data == file_size
+    return header
+
+
+def hostile_shards_targz(dest: Path, shards: int, *, pad_bytes: int = 540_000_000) -> Path:
+    """A small .tar.gz (about 525 KB) of zero padding: `shards` safetensors shards (each a U8
+    tensor of zeros, `pad_bytes` in all) stored in reverse name order, after the config,
+    tokenizer and index. Reading the shards in name order from a streamed gzip seeks backwards
+    each time. Written as concatenated gzip members (one gzip stream to a reader) so that the
+    zeros are compressed once."""
+    each = pad_bytes // shards
+    names = [f"model-{i:05d}-of-{shards:05d}.safetensors" for i in range(1, shards + 1)]
+    index = {"metadata": {}, "weight_map": {f"pad.{i}": n for i, n in enumerate(names)}}
+    small = {**model_files(weights="none"), "model.safetensors.index.json":
+             json.dumps(index).encode()}  # fmt: skip
+    mib = 1024 * 1024
+    zeros_mib = gzip.compress(bytes(mib), 9)
+    with dest.open("wb") as out:
+        for fname, data in small.items():
+            out.write(gzip.compress(_tar_entry(fname, data, len(data)), 9))
+        for i in reversed(range(shards)):
+            header = _zero_shard_header(f"pad.{i}", each)
+            out.write(gzip.compress(_tar_entry(names[i], header, each), 9))
+            full, rest = divmod(each - len(header), mib)
+            out.write(zeros_mib * full)
+            out.write(gzip.compress(bytes(rest + (-each % tarfile.BLOCKSIZE)), 9))
+        out.write(gzip.compress(bytes(2 * tarfile.BLOCKSIZE), 9))
+    return dest
+
+
+def _tar_entry(name: str, head: bytes, size: int) -> bytes:
+    """A tar header for a `size`-byte file, then the file's first bytes `head` (all of it,
+    padded to the block, when it is the whole file)."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    body = head + (bytes(-size % tarfile.BLOCKSIZE) if len(head) == size else b"")
+    return info.tobuf(tarfile.PAX_FORMAT) + body

@@ -42,12 +42,14 @@ def tiny_bert_config(num_labels: int = 2, *, layers: int = 2, hidden: int = 32):
 
 
 def write_tiny_bert(
-    dest: Path, *, num_labels: int = 2, with_head: bool = False, layers: int = 2, seed: int = 0
-) -> Path:
+    dest: Path, *, num_labels: int = 2, with_head: bool = False, layers: int = 2, seed: int = 0,
+    max_shard_size: str | None = None,
+) -> Path:  # fmt: skip
     """Write config.json, model.safetensors and the tokenizer into `dest`; returns `dest`.
 
     with_head=False writes a bare `BertModel` (architectures ["BertModel"]): a model without a
-    trained classification head. with_head=True writes a `BertForSequenceClassification`."""
+    trained classification head. with_head=True writes a `BertForSequenceClassification`.
+    max_shard_size (e.g. "400KB") writes sharded weights with an index instead."""
     import torch
     from transformers import BertForSequenceClassification, BertModel
 
@@ -55,7 +57,10 @@ def write_tiny_bert(
     config = tiny_bert_config(num_labels, layers=layers)
     model = BertForSequenceClassification(config) if with_head else BertModel(config)
     dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(dest))
+    if max_shard_size is None:
+        model.save_pretrained(str(dest))
+    else:
+        model.save_pretrained(str(dest), max_shard_size=max_shard_size)
     src = minilm_dir()
     for name in TOKENIZER_FILES:
         if (src / name).is_file():

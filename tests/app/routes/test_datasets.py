@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from app.services.datasets import DEFAULT_TEXT_COLUMNS
 from tests.app.conftest import MakeClient, count_rows, stored_objects
 
 HEADER = "text,label\n"
@@ -100,6 +101,10 @@ BAD: list[tuple[str, bytes, str, str, int | None, str | None]] = [
     ("json-nested", b'{"text": {"a": 1}, "label": 1}\n', "d.jsonl", "strings or numbers", 1,
      "text"),
     ("unknown-extension", GOOD_CSV, "d.xlsx", "format", None, None),
+    ("label-too-long", GOOD_CSV.replace(b"example number 2,neg", b"t," + b"y" * 1001), "d.csv",
+     "a label longer than 1000 characters", 4, "label"),
+    ("too-many-label-values", (HEADER + "".join(f"t,{i}\n" for i in range(4001))).encode(),
+     "d.csv", "more than 4000 distinct label values", 4002, "label"),
 ]  # fmt: skip
 
 
@@ -140,3 +145,43 @@ def test_bad_format_field_is_a_validation_problem(client: TestClient) -> None:
     assert r.status_code == 422
     assert r.json()["code"] == "validation_error"
     assert r.json()["field"] == "format"
+
+
+def test_numeric_labels_are_one_class_per_value(client: TestClient) -> None:
+    # `1`, `1.0` and ` 1` were three classes; numbers are compared by value, ordered by value.
+    labels = ["1", "1.0", " 1", "0", "0.0", "10", "2", "2.00", "+1", "0"]
+    data = (HEADER + "".join(f"row {i},{y}\n" for i, y in enumerate(labels))).encode()
+    r = upload(client, data)
+    assert r.status_code == 201, r.text
+    assert r.json()["labels"] == ["0", "1", "2", "10"]
+    rows = [{"text": f"row {i}", "label": y} for i, y in enumerate([1, 1.0, " 1", "1", 0, 0.0] * 2)]
+    r = upload(client, "".join(json.dumps(x) + "\n" for x in rows).encode(), "d.jsonl")
+    assert r.status_code == 201, r.text
+    assert r.json()["labels"] == ["0", "1"]
+
+
+def test_one_number_written_two_ways_among_text_labels_is_refused_by_name(
+    client: TestClient, db_session: Session
+) -> None:
+    labels = ["neg", "pos", "1", "neg", "pos", "1.0", "neg", "pos", "1"]
+    data = (HEADER + "".join(f"row {i},{y}\n" for i, y in enumerate(labels))).encode()
+    before = count_rows(db_session)
+    body = invalid(upload(client, data))
+    assert "labels '1' and '1.0' are the same number written differently" in body["detail"]
+    assert body["errors"][0]["column"] == "label" and body["field"] == "file"
+    assert body["errors"][0]["line"] == 7, body  # where the second spelling first appears
+    assert count_rows(db_session) == before
+
+
+@pytest.mark.parametrize("texts", DEFAULT_TEXT_COLUMNS, ids="/".join)
+def test_every_default_text_column_is_checked_for_empty_values(
+    client: TestClient, texts: tuple[str, ...]
+) -> None:
+    """Whichever default text column(s) the upload falls back to, an empty value there is
+    refused naming its line: the column chosen is a column scanned (one list serves both)."""
+    header = ",".join([*texts, "label"])
+    rows = [",".join([*(f"{c} {i}" for c in texts), str(i % 2)]) for i in range(10)]
+    rows[4] = ",".join([*(f"{c} 4" for c in texts[:-1]), "", "0"])  # line 6: last text empty
+    r = upload(client, "\n".join([header, *rows, ""]).encode())
+    body = invalid(r)
+    assert body["errors"][0]["line"] == 6 and body["errors"][0]["column"] == texts[-1], body

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,22 @@ MODEL_ATTACKS: list[tuple[str, bytes, str, str]] = [
     ("float-layers", with_config(num_hidden_layers=2.0), "invalid_model", "num_hidden_layers"),
     ("huge-positions", with_config(max_position_embeddings=10**7), "invalid_model",
      "max_position_embeddings"),
+    # Hostile JSON and integers a database column cannot hold: 422s naming the file and key.
+    ("config-nested-deep", zip_bytes({**GOOD, "config.json": b'{"a": ' + b"[" * 50_000 +
+     b"]" * 50_000 + b"}"}), "invalid_model", "config.json: nested deeper than 64 levels"),
+    ("config-5000-digits", zip_bytes({**GOOD, "config.json": b'{"num_labels": ' + b"9" * 5000 +
+     b"}"}), "invalid_model", "config.json: an integer with more than 20 digits"),
+    ("header-nested-deep", zip_bytes({**GOOD, "model.safetensors": struct.pack("<Q", 100_000) +
+     b"[" * 50_000 + b"]" * 50_000}), "invalid_model", "model.safetensors: header is not JSON: "
+     "nested deeper than 64 levels"),
+    ("index-5000-digits", targz_bytes({**model_files(weights="sharded"),
+     "model.safetensors.index.json": b'{"weight_map": {}, "n": ' + b"7" * 5000 + b"}"}),
+     "invalid_model", "model.safetensors.index.json: an integer with more than 20 digits"),
+    ("num-labels-over-int32", with_config(num_labels=2**31), "invalid_model",
+     "num_labels must be an integer in 1..100000, got 2147483648"),
+    ("num-labels-over-int64", with_config(num_labels=10**19), "invalid_model", "num_labels"),
+    ("id2label-not-numbers", with_config(id2label={"a": "x", "b": "y"}), "invalid_model",
+     "id2label keys must be label numbers"),
     # A bad config is refused before the weights (here a pickle) are looked at.
     ("bad-config-before-weights",
      zip_bytes({**model_files(config=bert_config(hidden_size=10**6)), "model.safetensors": PICKLE}),
@@ -198,20 +215,36 @@ def test_fisher_state_over_the_worker_budget_is_422_naming_the_field(
 
 
 def test_keeping_fewer_layers_shrinks_the_estimate(make_client: MakeClient) -> None:
-    # 6 layers at B=50: 6 x 1,769,472 x 50 x 4 (+ padding) = 2,123,366,400 bytes.
-    client = make_client(worker_memory_budget_bytes=str(1_000_000_000))
+    # The whole job (app.services.job_estimate): 6 layers at B=50 about 5.7 GB (2.1 GB of
+    # Fisher blocks, 1.4 GB of gradient buffers), 2 layers about 2.7 GB.
+    client = make_client(worker_memory_budget_bytes=str(4_000_000_000))
     problem(client.post("/v1/jobs", json=obert()), 422, "memory_budget_exceeded")
     kept = {**obert(), "layers": {"keep": 2}}
     assert client.post("/v1/jobs", json=kept).status_code == 202
 
 
 def test_uploaded_model_config_drives_the_estimate(make_client: MakeClient) -> None:
-    # The factory model: hidden 8, FFN 16, 2 layers -> 2 x (4 x 64 + 2 x 128) = 1,024 weights.
-    client = make_client(worker_memory_budget_bytes=str(100_000))
+    # The factory model: hidden 8, FFN 16, 2 layers -> 2 x (4 x 64 + 2 x 128) = 1,024 weights:
+    # B=16 holds 65,536 bytes of Fisher blocks, B=64 262,144; the budget (the whole job's) is
+    # set between the two estimates (short sequences, so that the Fisher state is what grows).
+    from app.schemas.job_spec import JobSpec
+    from app.services.job_estimate import DataSizes, estimate
+
+    uploaded = upload_model(make_client(), zip_bytes(GOOD)).json()
+    small = {"dataset": {"name": "tweets", "max_length": 8},
+             "training": {"batch_size": 1, "eval_batch_size": 1}}  # fmt: skip
+
+    def need(block: int) -> int:
+        body = {**obert(obert={"block_size": block}), **small, "model": "m"}
+        job = JobSpec.model_validate(body)
+        return estimate(job, uploaded["config"], DataSizes(8, 8, 3, None), 1e9).peak_bytes
+
+    assert need(64) > need(16)
+    client = make_client(worker_memory_budget_bytes=str((need(16) + need(64)) // 2))
     model_id = upload_model(client, zip_bytes(GOOD)).json()["id"]
-    spec = {**obert(obert={"block_size": 16}), "model": model_id}
+    spec = {**obert(obert={"block_size": 16}), **small, "model": model_id}
     assert client.post("/v1/jobs", json=spec).status_code == 202  # 1,024 x 16 x 4 = 65,536
-    spec = {**obert(obert={"block_size": 64}), "model": model_id}  # 262,144 bytes
+    spec = {**obert(obert={"block_size": 64}), **small, "model": model_id}  # 262,144 bytes
     problem(client.post("/v1/jobs", json=spec), 422, "memory_budget_exceeded")
     problem(client.post("/v1/jobs", json={**spec, "layers": {"keep": 3}}), 422, "invalid_spec")
 
@@ -239,3 +272,35 @@ def test_upload_over_the_cap_is_413_naming_the_file(make_client: MakeClient, rou
     client = make_client(max_model_upload_bytes="100", max_dataset_upload_bytes="100")
     r = client.post(route, files={"file": ("d.csv", b"text,label\n" + b"a,b\n" * 100)})
     assert problem(r, 413, "payload_too_large")["field"] == "file"
+
+
+# Data sets: JSONL lines that the bounded JSON parser refuses are a 422 naming the line (deep
+# nesting and a 5000-digit integer were 500s); nested values stay refused, naming the column.
+JSONL_ROWS = [json.dumps({"text": f"t{i}", "label": i % 2}).encode() + b"\n" for i in range(10)]
+JSONL_PARSER_ATTACKS: list[tuple[str, bytes, str, str | None]] = [
+    ("deep-nesting", b'{"text": "x", "label": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     "nested deeper than 64 levels", None),
+    ("5000-digit-integer", b'{"text": "x", "label": ' + b"9" * 5000 + b"}",
+     "an integer with more than 20 digits", None),
+    ("float-overflow", b'{"text": "x", "label": 1e999}', "a number too large for a float",
+     "label"),
+    ("nested-value", b'{"text": {"a": [1]}, "label": 1}', "values must be strings or numbers",
+     "text"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("line", "part", "column"), [a[1:] for a in JSONL_PARSER_ATTACKS],
+                         ids=[a[0] for a in JSONL_PARSER_ATTACKS])  # fmt: skip
+def test_jsonl_refused_by_the_bounded_parser_is_422_naming_the_line(
+    client: TestClient, db_session: Session, settings_env: Path, line: bytes, part: str,
+    column: str | None,
+) -> None:  # fmt: skip
+    data = b"".join(JSONL_ROWS[:4]) + line + b"\n" + b"".join(JSONL_ROWS[4:])
+    before = count_rows(db_session)
+    r = client.post("/v1/datasets", files={"file": ("d.jsonl", data)})
+    body = problem(r, 422, "invalid_dataset")
+    assert body["detail"] == (f"line 5, column {column!r}: " if column else "line 5: ") + part
+    assert (body["errors"][0]["line"], body["errors"][0]["column"]) == (5, column), body
+    assert body["field"] == "file"
+    assert count_rows(db_session) == before
+    assert stored_objects(settings_env / "artifacts") == []

@@ -244,3 +244,101 @@ def test_bad_list_parameters_are_422(
 ) -> None:
     body = problem(client.get("/v1/jobs", params=params), 422, "validation_error")
     assert body["field"] == field
+
+
+# Issue 14: strict JSON types, the webhook URL's column, and the job's estimated cost.
+STRICT = [
+    ({"training.batch_size": "2"}, "training.batch_size"),
+    ({"training.batch_size": True}, "training.batch_size"),
+    ({"training.batch_size": 2.0}, "training.batch_size"),
+    ({"training.seed": False}, "training.seed"),
+    ({"layers": {"keep": "2"}}, "layers.keep"),
+    ({"pruning.sparsity": "0.5"}, "pruning.sparsity"),
+    ({"pruning.sparsity": True}, "pruning.sparsity"),
+    ({"pruning.obert": {"num_grads": 8.0}, "pruning.method": "obert"}, "pruning.obert.num_grads"),
+    ({"distillation.enabled": 1}, "distillation.enabled"),
+    ({"distillation.enabled": "true"}, "distillation.enabled"),
+    ({"dataset.max_length": "64"}, "dataset.max_length"),
+    ({"dataset.name": 5}, "dataset.name"),
+    ({"pruning.schedule": {"kind": "gradual", "steps": "10"}}, "pruning.schedule.steps"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), STRICT, ids=[f"{f}={c}" for c, f in STRICT])
+def test_loose_json_types_are_422_naming_the_field(
+    client: TestClient, db_session: Session, changes: dict[str, Any], field: str
+) -> None:
+    before = count_rows(db_session)
+    body = problem(client.post("/v1/jobs", json=spec(**changes)), 422, "validation_error")
+    assert body["field"] == field, body
+    assert count_rows(db_session) == before
+
+
+def test_integers_are_still_numbers(client: TestClient) -> None:
+    r = client.post("/v1/jobs", json=spec(**{"pruning.sparsity": 0, "training.epochs": 1,
+                                             "distillation.temperature": 2}))  # fmt: skip
+    assert r.status_code == 202, r.text
+    assert r.json()["spec"]["training"]["epochs"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/" + "a" * (2049 - len("https://example.com/")),  # 2,049 characters
+        "https://example.com/" + "\u00e9" * 400,  # 420 sent, 2,420 once percent-encoded
+    ],
+    ids=["2049-chars", "expands-when-encoded"],
+)
+def test_webhook_url_longer_than_its_column_is_422(
+    client: TestClient, db_session: Session, url: str
+) -> None:
+    before = count_rows(db_session)
+    body = problem(client.post("/v1/jobs", json=spec(webhook_url=url)), 422, "validation_error")
+    assert body["field"] == "webhook_url" and "2048" in body["detail"], body
+    assert count_rows(db_session) == before
+    ok = "https://example.com/" + "a" * (2048 - len("https://example.com/"))
+    assert client.post("/v1/jobs", json=spec(webhook_url=ok)).status_code == 202
+
+
+HOSTILE: dict[str, Any] = {
+    "model": "minilm-l6",
+    "dataset": {"name": "tweets", "max_length": 512},
+    "pruning": {"method": "obert", "sparsity": 0.9, "obert": {"num_grads": 65_536}},
+    "training": {"batch_size": 1024, "epochs": 100, "recovery_epochs": 100},
+}
+
+
+def test_a_job_over_the_workers_memory_budget_is_422(
+    client: TestClient, db_session: Session
+) -> None:
+    before = count_rows(db_session)
+    body = problem(client.post("/v1/jobs", json=HOSTILE), 422, "memory_budget_exceeded")
+    assert body["field"] == "training.batch_size"
+    detail = body["detail"]
+    assert "estimated" in detail and "8.00 GiB" in detail and "8589934592 bytes" in detail
+    assert "batch 1024 x length 512" in detail and "lower training.batch_size" in detail
+    assert count_rows(db_session) == before
+
+
+def test_a_job_over_the_time_limit_is_422(client: TestClient, db_session: Session) -> None:
+    body = {**HOSTILE, "training": {"recovery_epochs": 100}}
+    body["dataset"] = {"name": "tweets"}
+    got = problem(client.post("/v1/jobs", json=body), 422, "time_limit_exceeded")
+    assert got["field"] == "training.recovery_epochs"
+    assert "43,200 s" in got["detail"] and "JOB_TIME_LIMIT_S" in got["detail"]
+
+
+def test_the_time_limit_is_the_settings(make_client: Any) -> None:
+    client = make_client(job_time_limit_s="60")
+    got = problem(client.post("/v1/jobs", json=SPEC), 422, "time_limit_exceeded")
+    assert "60 s" in got["detail"]
+
+
+@pytest.mark.parametrize("recipe", ["obert-80", "obert-90", "obert-90@2", "gmp-80", "gmp-90",
+                                    "compound-3l-80-int8", "compound-3l-80-int8@2"])  # fmt: skip
+def test_builtin_recipes_on_the_full_tweets_data_are_accepted(
+    client: TestClient, recipe: str
+) -> None:
+    r = client.post("/v1/jobs", json={"model": "minilm-l6", "dataset": {"name": "tweets"},
+                                      "recipe": recipe})  # fmt: skip
+    assert r.status_code == 202, r.text

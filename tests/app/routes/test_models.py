@@ -1,24 +1,31 @@
 from __future__ import annotations
 
+import struct
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from safetensors.numpy import save_file
 from sqlalchemy.orm import Session
 
 from tests.app.conftest import MakeClient, count_rows, stored_objects
 from tests.factories.archives import (
     bert_config,
+    hostile_shards_targz,
     model_files,
     num_parameters,
     targz_bytes,
     targz_with_special,
+    tensors,
     zip_bytes,
     zip_with_corrupt_member,
     zip_with_symlink,
 )
+from tests.factories.tiny_bert import archive, write_tiny_bert
 
 
 def upload(client: TestClient, data: bytes, filename: str = "model.zip", **form: str) -> Any:
@@ -192,3 +199,76 @@ def test_streamed_body_over_the_route_limit_is_413(make_client: MakeClient) -> N
         headers={"content-type": f"multipart/form-data; boundary={boundary}"},
     )  # fmt: skip
     rejected(r, 413, "payload_too_large")
+
+
+MAX_CONFIG = bert_config(
+    hidden_size=4096, num_hidden_layers=48, vocab_size=250_000, num_attention_heads=64,
+    intermediate_size=16_384, max_position_embeddings=8192,
+)  # fmt: skip
+NO_TENSORS = struct.pack("<Q", 2) + b"{}"
+
+
+def weights_of(ts: dict[str, np.ndarray], tmp_path: Path) -> bytes:
+    path = tmp_path / "w.safetensors"
+    save_file(ts, str(path))
+    return path.read_bytes()
+
+
+def test_max_config_with_no_tensors_is_refused(
+    client: TestClient, db_session: Session, settings_env: Path
+) -> None:
+    """The 2.4 KB archive that had the worker build 10.7 billion random parameters."""
+    data = zip_bytes({**model_files(weights="none", config=MAX_CONFIG),
+                      "model.safetensors": NO_TENSORS})  # fmt: skip
+    assert len(data) < 3000
+    before = count_rows(db_session)
+    body = rejected(upload(client, data), 422, "weights_mismatch")
+    assert body["field"] == "file"
+    assert "773 of the 773 tensors the config implies are missing" in body["detail"]
+    assert "embeddings.word_embeddings.weight [250000, 4096]" in body["detail"]
+    assert count_rows(db_session) == before
+    assert stored_objects(settings_env / "artifacts") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "part"),
+    [("bert.encoder.layer.1.attention.self.key.weight", np.zeros((8, 4), np.float32),
+      "has shape [8, 4], not [8, 8]"),
+     ("bert.embeddings.word_embeddings.weight", np.zeros((8, 8), np.int64), "has dtype I64"),
+     ("bert.encoder.layer.0.output.LayerNorm.bias", None, "1 of the 39 tensors")],
+    ids=["shape", "dtype", "missing"],
+)  # fmt: skip
+def test_weights_that_do_not_fit_the_config_are_refused(
+    client: TestClient, tmp_path: Path, name: str, value: np.ndarray | None, part: str
+) -> None:
+    ts = tensors()
+    if value is None:
+        del ts[name]
+    else:
+        ts[name] = value
+    data = zip_bytes({**model_files(weights="none"), "model.safetensors": weights_of(ts, tmp_path)})
+    body = rejected(upload(client, data), 422, "weights_mismatch")
+    assert name in body["detail"] and part in body["detail"], body
+
+
+@pytest.mark.parametrize("shard", [None, "400KB"], ids=["single", "sharded"])
+def test_a_real_tiny_bert_is_accepted(
+    client: TestClient, tmp_path: Path, shard: str | None
+) -> None:
+    folder = write_tiny_bert(tmp_path / "tiny", max_shard_size=shard)
+    data = archive(folder, tmp_path / "tiny.tar.gz", "tar.gz").read_bytes()
+    r = upload(client, data, "tiny.tar.gz")
+    assert r.status_code == 201, r.text
+    # BertModel with its pooler: 30522 x 32 + 128 x 32 + 2 x 32 + 2 x 32 embeddings, 2 layers of
+    # 4 x (32 x 32 + 32) + 2 x 32 + (32 x 64 + 64) + (64 x 32 + 32) + 2 x 32, pooler 32 x 32 + 32
+    assert r.json()["num_parameters"] == 980_928 + 2 * 8_544 + 1_056
+
+
+def test_reverse_ordered_zero_shards_are_refused_quickly(
+    client: TestClient, tmp_path: Path
+) -> None:
+    path = hostile_shards_targz(tmp_path / "h.tar.gz", 16)
+    start = time.process_time()
+    body = rejected(upload(client, path.read_bytes(), "h.tar.gz"), 422, "archive_too_large")
+    assert time.process_time() - start < 2.0
+    assert "more than 100 times its size" in body["detail"]

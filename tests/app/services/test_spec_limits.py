@@ -1,50 +1,45 @@
-"""The API's Fisher-state estimate: the worker's arithmetic, without torch in app/."""
+"""The spec checks that need the model's config (the arithmetic is job_estimate's, checked
+against the worker in tests/app/services/test_job_estimate.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from app.errors import Unprocessable
 from app.schemas.job_spec import JobSpec
-from app.services.spec_limits import (
-    BUILTIN_CONFIGS,
-    encoder_linear_sizes,
-    fisher_estimate,
-    fisher_state_bytes,
-)
+from app.services.spec_limits import BUILTIN_CONFIGS, check_spec, model_config
 
 MINILM = BUILTIN_CONFIGS["minilm-l6"]
 
 
-def spec(**pruning: object) -> JobSpec:
-    return JobSpec.model_validate(
-        {"model": "minilm-l6", "dataset": {"name": "tweets"}, "pruning": pruning}
-    )
+def spec(**fields: Any) -> JobSpec:
+    return JobSpec.model_validate({"model": "minilm-l6", "dataset": {"name": "tweets"}, **fields})
 
 
-def test_encoder_linear_sizes_follow_the_config() -> None:
-    sizes = encoder_linear_sizes(MINILM)
-    assert len(sizes) == 6 * 6
-    assert sum(sizes) == 6 * (4 * 384 * 384 + 2 * 384 * 1536)
-    assert len(encoder_linear_sizes(MINILM, keep_layers=2)) == 12
-    # Missing keys fall back to BERT-base's shape (FFN 4 x hidden).
-    assert (
-        sum(encoder_linear_sizes({"hidden_size": 8, "num_hidden_layers": 1})) == 4 * 64 + 2 * 8 * 32
-    )
+def refused(job: JobSpec, config: dict[str, Any] | None = MINILM) -> str | None:
+    with pytest.raises(Unprocessable) as info:
+        check_spec(job, config)
+    assert info.value.code == "invalid_spec"
+    return info.value.field
 
 
-@pytest.mark.parametrize(("n", "block"), [(147_456, 50), (589_824, 32), (7, 4), (1, 512)])
-def test_state_bytes_match_the_worker(n: int, block: int) -> None:
-    torch = pytest.importorskip("torch")
-    from worker.compression.fisher import BlockFisherInverse
+def test_block4_takes_its_own_default_block_size() -> None:
+    # block4's default B is 32 (divisible by 4); unstructured's 50 would not be.
+    check_spec(spec(pruning={"method": "obert", "structure": "block4"}), MINILM)
+    bad = spec(pruning={"method": "obert", "structure": "block4", "obert": {"block_size": 50}})
+    assert refused(bad, None) == "pruning.obert.block_size"  # config-free: checked without one
 
-    assert fisher_state_bytes(n, block) == BlockFisherInverse.state_bytes(n, block, torch.float32)
+
+def test_layers_and_length_against_the_config() -> None:
+    assert refused(spec(layers={"keep": 7})) == "layers.keep"
+    long = spec(dataset={"name": "tweets", "max_length": 256})
+    assert refused(long, {**MINILM, "max_position_embeddings": 128}) == "dataset.max_length"
+    check_spec(spec(layers={"keep": 6}, dataset={"name": "tweets", "max_length": 512}), MINILM)
 
 
-def test_estimate_uses_the_default_block_size_per_structure() -> None:
-    n = encoder_linear_sizes(MINILM)
-    assert fisher_estimate(spec(method="obert"), MINILM) == sum(
-        fisher_state_bytes(x, 50) for x in n
-    )
-    block4 = spec(method="obert", structure="block4")
-    assert fisher_estimate(block4, MINILM) == sum(fisher_state_bytes(x, 32) for x in n)
-    assert fisher_estimate(spec(method="magnitude"), MINILM) == 0
+def test_model_config_prefers_the_upload() -> None:
+    assert model_config("minilm-l6", None) == MINILM
+    assert model_config("minilm-l6", {"hidden_size": 8}) == {"hidden_size": 8}
+    assert model_config("unknown", None) is None

@@ -21,11 +21,12 @@ from app.repositories import webhooks as webhooks_repo
 from app.services import jobs as jobs_service
 from app.services import webhooks as service
 from app.services.reaper import reap_once
-from app.services.webhook_dispatch import dispatch_due_webhooks
+from app.services.webhook_dispatch import dispatch_due_webhooks, make_client
 from app.services.webhook_outbox import check_submitted_url, record_terminal
 from app.settings import Settings
 from app.tenancy import Caller
 from app.webhooks.signing import SignatureError, verify
+from tests.app.webhooks.test_pinned import PUBLIC, answers, serve
 from tests.factories.tenants import make_api_key
 from tests.factories.webhooks import make_delivery
 from worker.job_store import JobStore
@@ -210,6 +211,40 @@ def test_redeliver_requeues_now(db_session: Session, caller: Caller) -> None:
     other = Caller(make_api_key(db_session).tenant_id)
     with pytest.raises(Exception, match="no job"):
         service.redeliver(db_session, str(job.id), str(d.id), other)
+
+
+def test_rebinding_name_never_reaches_the_internal_receiver(
+    db_session: Session, caller: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher's own client, a real receiver on 127.0.0.1, and a name that answers a
+    public address first and 127.0.0.1 after: the first attempt goes to the vetted public
+    address (and fails), the second is refused by the check; the receiver gets nothing."""
+    receiver, stop = serve()
+    try:
+        job = webhook_job(db_session, caller, f"http://rebind.test:{receiver.port}/hook")
+        jobs_service.cancel(db_session, str(job.id), caller)
+        db_session.commit()
+        given = answers("rebind.test", [PUBLIC, "127.0.0.1"], monkeypatch)
+        s = settings(webhook_allow=[], webhook_timeout_s=2)
+        now = utcnow()
+        with make_client(s) as client:
+            dispatch_due_webhooks(db_session, s, client, now)
+            [d] = deliveries(db_session, job)
+            assert d.status == "pending" and d.next_attempt_at is not None
+            dispatch_due_webhooks(db_session, s, client, d.next_attempt_at)
+    finally:
+        stop()
+    assert receiver.requests == [] and given == [PUBLIC, "127.0.0.1"]
+    [d] = deliveries(db_session, job)
+    errors = list(db_session.scalars(
+        select(WebhookAttempt.error).where(WebhookAttempt.delivery_id == d.id)
+        .order_by(WebhookAttempt.id)
+    ))  # fmt: skip
+    assert d.status == "failed" and d.attempts == 2
+    assert errors[0] is not None and errors[0].startswith("Connect")
+    assert errors[1] == (
+        "refused (loopback): 'rebind.test' resolves to a loopback address (127.0.0.1)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from app.webhooks.deliver import attempt
+from app.webhooks.pinned import pinned_client
 from app.webhooks.signing import new_secret, verify
 
 
@@ -51,7 +51,7 @@ def test_fails_twice_then_succeeds_with_a_valid_signature(
     secret = new_secret()
     body = json.dumps({"type": "job.succeeded"}).encode()
     results = []
-    with httpx.Client(timeout=5) as client:
+    with pinned_client(5) as client:
         for _ in range(3):
             results.append(attempt(client, url, "msg_1", body, [secret], allowed=["loopback"]))
     assert [r.status_code for r in results] == [500, 503, 200]
@@ -65,7 +65,7 @@ def test_fails_twice_then_succeeds_with_a_valid_signature(
 
 def test_loopback_refused_unless_allowed(receiver: tuple[Receiver, str]) -> None:
     state, url = receiver
-    with httpx.Client(timeout=5) as client:
+    with pinned_client(5) as client:
         result = attempt(client, url, "msg_2", b"{}", [new_secret()])
     assert not result.ok and not result.retryable
     assert result.error is not None and "loopback" in result.error
@@ -77,7 +77,7 @@ def test_client_error_is_final_and_connection_error_retryable(
 ) -> None:
     state, url = receiver
     state.statuses = [410]
-    with httpx.Client(timeout=5) as client:
+    with pinned_client(5) as client:
         gone = attempt(client, url, "m", b"{}", [new_secret()], allowed=["loopback"])
         closed = attempt(
             client, "http://127.0.0.1:9/hook", "m", b"{}", [new_secret()], allowed=["loopback"]

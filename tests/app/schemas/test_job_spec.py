@@ -1,0 +1,75 @@
+"""The job spec takes strict JSON types, in Python and in JSON alike (the API validates the
+parsed body, the worker the stored spec)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app import recipes
+from app.schemas.job_spec import MAX_URL_LENGTH, JobSpec
+
+BASE: dict[str, Any] = {"model": "minilm-l6", "dataset": {"name": "sst2"}}
+
+
+def with_(path: str, value: Any) -> dict[str, Any]:
+    body = json.loads(json.dumps(BASE))
+    node = body
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return body
+
+
+def loc(err: ValidationError) -> str:
+    return ".".join(str(x) for x in err.errors()[0]["loc"])
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("training.batch_size", "2"), ("training.batch_size", True), ("training.batch_size", 2.0),
+     ("training.max_steps", 1.5), ("training.learning_rate", "1e-4"),
+     ("training.learning_rate", False), ("distillation.enabled", 1),
+     ("distillation.enabled", "yes"), ("dataset.max_length", "128"), ("model", 7)],
+)  # fmt: skip
+@pytest.mark.parametrize("mode", ["python", "json"])
+def test_loose_types_are_refused(path: str, value: Any, mode: str) -> None:
+    body = with_(path, value)
+    with pytest.raises(ValidationError) as info:
+        if mode == "json":
+            JobSpec.model_validate_json(json.dumps(body))
+        else:
+            JobSpec.model_validate(body)
+    assert loc(info.value) == path
+
+
+@pytest.mark.parametrize("mode", ["python", "json"])
+def test_an_integer_is_a_number(mode: str) -> None:
+    body = with_("training.learning_rate", 1)
+    body["pruning"] = {"sparsity": 0, "schedule": {"kind": "gradual", "epochs": 2}}
+    spec = (JobSpec.model_validate_json(json.dumps(body)) if mode == "json"
+            else JobSpec.model_validate(body))  # fmt: skip
+    assert spec.training.learning_rate == 1.0 and isinstance(spec.training.learning_rate, float)
+    assert spec.pruning.sparsity == 0.0
+
+
+def test_a_stored_spec_validates_again() -> None:
+    """What the API stores (model_dump(mode="json")) is what the worker validates."""
+    for recipe in recipes.RECIPES:
+        spec = JobSpec.model_validate({**BASE, "recipe": recipe.ref})
+        again = JobSpec.model_validate(json.loads(json.dumps(spec.model_dump(mode="json"))))
+        assert again == spec
+
+
+def test_webhook_url_fits_its_column() -> None:
+    head = "https://example.com/"
+    ok = JobSpec.model_validate({**BASE, "webhook_url": head + "a" * (MAX_URL_LENGTH - len(head))})
+    assert len(str(ok.webhook_url)) == MAX_URL_LENGTH
+    for url in (head + "a" * (MAX_URL_LENGTH + 1 - len(head)), head + "\u00e9" * 400):
+        with pytest.raises(ValidationError) as info:
+            JobSpec.model_validate({**BASE, "webhook_url": url})
+        assert loc(info.value) == "webhook_url"
