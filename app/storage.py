@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from app.settings import Settings
-
 CHUNK = 1024 * 1024
 KEY_PATTERN = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{2})/(\1\2[0-9a-f]{60})")
 
@@ -189,12 +187,3 @@ class LocalStore:
                     continue
                 when = _stat_time(st)
                 yield ObjectInfo(key=key, size_bytes=st.st_size, modified_at=when)
-
-
-def get_store(settings: Settings) -> ArtifactStore:
-    """The store settings.storage_backend names (API and worker alike)."""
-    if settings.storage_backend == "s3":
-        from app.storage_s3 import S3Store
-
-        return S3Store.from_settings(settings)
-    return LocalStore(settings.storage_dir)

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from app.logging import log_context
 from app.settings import Settings, get_settings
-from app.storage import ArtifactStore, get_store
+from app.storage import ArtifactStore
+from app.stores import get_store
 from worker import budget
 from worker.heartbeat import Heartbeat
 from worker.job_store import JobStore, SessionFactory

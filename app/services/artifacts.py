@@ -14,8 +14,8 @@ from app.errors import NotFound
 from app.repositories import artifacts as artifacts_repo
 from app.services import jobs as jobs_service
 from app.settings import Settings
-from app.storage import get_store
 from app.storage_s3 import S3Store
+from app.stores import get_store
 from app.tenancy import Caller
 
 

@@ -20,7 +20,7 @@ from app.services.labels import LabelError, normalize_labels
 from app.services.spool import spooled
 from app.services.tabular import TableError, TableFormat, TableReader
 from app.settings import Settings
-from app.storage import get_store
+from app.stores import get_store
 from app.tenancy import Caller
 
 MIN_ROWS = 8

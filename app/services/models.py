@@ -15,7 +15,7 @@ from app.services.archives import ArchiveError, sniff_format
 from app.services.model_inspect import inspect_archive
 from app.services.spool import spooled
 from app.settings import Settings
-from app.storage import get_store
+from app.stores import get_store
 from app.tenancy import Caller
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")

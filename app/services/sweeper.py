@@ -34,7 +34,8 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.repositories import store_refs
 from app.settings import Settings, get_settings
-from app.storage import KEY_PATTERN, ArtifactStore, get_store
+from app.storage import KEY_PATTERN, ArtifactStore
+from app.stores import get_store
 
 log = logging.getLogger("scalpel.sweeper")
 SessionFactory = Callable[[], Session]

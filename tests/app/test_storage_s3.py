@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from app.storage import LocalStore, TooLarge, get_store
+from app.storage import LocalStore, TooLarge
 from app.storage_s3 import S3Store
+from app.stores import get_store
 from tests.factories import s3 as s3_fixtures
 
 s3_endpoint = s3_fixtures.s3_endpoint

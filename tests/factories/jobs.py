@@ -11,7 +11,7 @@ from app.db.models import Artifact, Job
 from app.repositories import artifacts as artifacts_repo
 from app.repositories import jobs as jobs_repo
 from app.settings import get_settings
-from app.storage import get_store
+from app.stores import get_store
 
 
 def make_job(session: Session, tenant_id: uuid.UUID) -> Job:

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Artifact
 from app.settings import Settings
-from app.storage import get_store
 from app.storage_s3 import S3Store
+from app.stores import get_store
 from tests.factories import s3 as s3_fixtures
 from tests.factories.tenants import default_tenant_id
 from tests.worker.test_runner import add_job, fresh, make_files, spec

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,15 +24,15 @@ from torch import nn
 from app.schemas.job_spec import GradualSchedule, JobSpec
 from worker.pipelines import pruning as pr
 from worker.pipelines import resume
-from worker.pipelines.checkpoint import Checkpoints
 from worker.pipelines.context import PipelineContext
-from worker.pipelines.data import TaskData, load_dataset
+from worker.pipelines.data import load_dataset
 from worker.pipelines.errors import JobCanceled, PipelineError, UnsupportedSpec
 from worker.pipelines.evaluate import EvalResult, evaluate
 from worker.pipelines.layers import drop_layers
-from worker.pipelines.models import LoadedModel, load_model
+from worker.pipelines.models import load_model
 from worker.pipelines.qat_stage import stage_qat
 from worker.pipelines.report import package_outputs
+from worker.pipelines.state import RunState
 from worker.pipelines.train import (
     DistillConfig,
     HoldMask,
@@ -63,30 +61,6 @@ WEIGHTS = {
     "package": 1.0,
 }
 STEP_EVAL_MAX = 512  # dev examples evaluated after each pruning step (for the report's plot)
-
-
-@dataclass
-class RunState:
-    spec: JobSpec
-    data: TaskData | None = None
-    loaded: LoadedModel | None = None
-    model: nn.Module | None = None
-    dense: nn.Module | None = None  # the dense (teacher) model after fine-tuning
-    qmodel: nn.Module | None = None
-    qat_model: nn.Module | None = None  # the fake-quant model after QAT (for parity)
-    finetuned: bool = False
-    dense_eval: EvalResult | None = None
-    eval: EvalResult | None = None
-    int8_eval: EvalResult | None = None
-    kept_layers: list[int] | None = None
-    masks: pr.MaskState | None = None
-    steps: dict[str, int] = field(default_factory=dict)
-    # dev accuracy right after each pruning step, keyed by (training step, sparsity)
-    prune_accuracy: dict[tuple[int, float], float] = field(default_factory=dict)
-    wall_start: float = field(default_factory=time.monotonic)
-    checkpoints: Checkpoints | None = None
-    completed: list[str] = field(default_factory=list)  # checkpointed stages
-    resumed_from: dict[str, Any] | None = None
 
 
 def train_config(spec: JobSpec, *, recovery: bool) -> TrainConfig:

@@ -29,8 +29,8 @@ from worker.pipelines.evaluate import EvalResult, classification_metrics
 from worker.pipelines.measure import file_sizes_mb
 
 if TYPE_CHECKING:
-    from worker.pipelines.compress import RunState
     from worker.pipelines.context import PipelineContext
+    from worker.pipelines.state import RunState
 
 log = logging.getLogger(__name__)
 

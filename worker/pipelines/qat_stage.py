@@ -18,8 +18,8 @@ from torch import nn
 from worker.pipelines.train import DistillConfig, HoldMask, TrainCallback, TrainConfig, train
 
 if TYPE_CHECKING:
-    from worker.pipelines.compress import RunState
     from worker.pipelines.context import PipelineContext
+    from worker.pipelines.state import RunState
 
 log = logging.getLogger(__name__)
 

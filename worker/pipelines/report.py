@@ -23,8 +23,8 @@ from worker.pipelines.package import make_tar_gz, save_hf_dir, save_int8_dir, we
 from worker.pipelines.report_files import write_report_files
 
 if TYPE_CHECKING:
-    from worker.pipelines.compress import RunState
     from worker.pipelines.context import PipelineContext
+    from worker.pipelines.state import RunState
 
 MODEL_ARCHIVE = "model.tar.gz"
 INT8_ARCHIVE = "model-int8.tar.gz"

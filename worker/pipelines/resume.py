@@ -25,9 +25,9 @@ from worker.pipelines.train import TrainProgress
 
 if TYPE_CHECKING:
     from app.schemas.job_spec import JobSpec
-    from worker.pipelines.compress import RunState
     from worker.pipelines.context import PipelineContext
     from worker.pipelines.gradual import GradualPruning
+    from worker.pipelines.state import RunState
 
 log = logging.getLogger(__name__)
 

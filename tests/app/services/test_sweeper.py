@@ -25,8 +25,9 @@ from app.repositories import store_refs
 from app.services import datasets as datasets_service
 from app.services.sweeper import sweep_once
 from app.settings import Settings
-from app.storage import LocalStore, StoredObject, get_store
+from app.storage import LocalStore, StoredObject
 from app.storage_s3 import S3Store
+from app.stores import get_store
 from app.tenancy import Caller
 from tests.factories import s3 as s3_fixtures
 from tests.factories.jobs import make_job
