@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     # Data sets: the most columns a CSV/TSV header, or the distinct keys of all JSONL lines, may
     # have; more is a 422 naming the line, refused as it is read (MAX_DATASET_COLUMNS).
     max_dataset_columns: int = Field(default=256, ge=1, le=100_000)
+    # Token-classification and question-answering uploads are read whole (CoNLL, SQuAD JSON):
+    # about 6x the file in memory, up to 16x for hostile shapes (app.services.task_uploads),
+    # so their cap is this, not max_dataset_upload_bytes. The full SQuAD v1.1 train set
+    # (30.3 MB) needs it raised to 32 MiB or more (a check of about 0.5 GB at worst).
+    max_whole_file_dataset_bytes: int = Field(default=16 * 1024**2, ge=1)
 
     # --- job estimates and the worker's budget ---
     # Training throughput (FLOP/s) behind a job's time estimate, checked against
@@ -167,6 +172,10 @@ class Settings(BaseSettings):
     # How often the worker samples its RSS while a job runs (0: no watchdog); over
     # worker_memory_budget_bytes the job fails with memory_budget_exceeded.
     memory_watchdog_interval_s: float = Field(default=1.0, ge=0)
+    # Distillation keeps the frozen teacher's outputs of each training item (deterministic in
+    # eval mode) while they fit in this many bytes per job, so later epochs and stages skip its
+    # forward pass (0: never cache). SST-2 takes 0.5 MB, SQuAD at length 384 about 45 MB.
+    teacher_cache_max_bytes: int = Field(default=512 * 1024**2, ge=0)
 
     # --- housekeeping (broker loss, orphans, event streams, metrics) ---
     # Broker loss: a queued job handed to Redis more than broker_loss_grace_s ago whose

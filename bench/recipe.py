@@ -1,12 +1,15 @@
-"""Benchmark: the built-in recipes run end to end by the real pipeline, MiniLM-L6 on SST-2.
+"""Benchmark: the built-in recipes run end to end by the real pipeline, MiniLM-L6 on a task's
+built-in data set (`--task`: sequence_classification on SST-2 by default, regression on STS-B,
+token_classification on CoNLL-2003, question_answering on SQuAD v1.1).
 
 For each configuration this runs `worker.pipelines.compress.run_pipeline` in-process (no
 database, no Celery: an in-memory reporter and a local artifact store under a temporary
 folder), on the built-in MiniLM-L6 and a seeded SST-2 train subset, with a step budget that
 replaces the recipes' epochs, and prints ONE JSON line per configuration taken from the
 job's report.json, i.e. measured from the exported ONNX files by ONNX Runtime on the CPU:
-dev accuracy of the exported artifact (int8 ONNX for a quantized recipe, fp32 ONNX
-otherwise) vs the dense fp32 ONNX model, encoder sparsity, batch-1 latency at --max-length
+the task's primary dev metric (accuracy, Spearman, entity F1, SQuAD F1) of the exported
+artifact (int8 ONNX for a quantized recipe, fp32 ONNX otherwise) vs the dense fp32 ONNX model
+and the fraction of it kept, encoder sparsity, batch-1 latency at --max-length
 (128 by default) and the artifact's gzip size.
 
 The configurations:
@@ -35,8 +38,12 @@ teacher), an oBERT pruning step 20-60 s, so a configuration takes roughly 12-30 
 and the one-off dense fine-tune about 9. See `machine.loadavg` in each line for what else
 the machine was doing; bench/latency.py times a job kept with `--keep` again on its own.
 
-Usage: ``python bench/recipe.py --out bench/results`` (all five), ``--configs gmp-80``, or a
-smoke run of a couple of minutes: ``python bench/recipe.py --smoke --configs gmp-80``.
+The `dense` configuration is the line of the dense fine-tuned model itself (its own job's
+report: the fp32 ONNX file it exported).
+
+Usage: ``python bench/recipe.py --out bench/results`` (all five), ``--configs gmp-80``, a
+task: ``--task question_answering --max-length 256 --doc-stride 128 --configs dense obert-80
+gmp-80``, or a smoke run of a couple of minutes: ``--smoke --configs gmp-80``.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from bench.common import CACHE, data_dir, machine, peak_rss_bytes, result_name
 from worker.pipelines.progress import MemoryReporter
 
 CONFIGS: dict[str, str] = {  # configuration -> built-in recipe
+    "dense": "",  # the dense model's own line
     "obert-80": "obert-80",
     "obert-90": "obert-90",
     "gmp-80": "gmp-80",
@@ -73,6 +81,12 @@ CONFIGS: dict[str, str] = {  # configuration -> built-in recipe
     "compound-3l-80-block4-int8": "compound-3l-80-int8",
 }
 DEFAULT_TRAIN_EXAMPLES = 8000
+TASK_DATASETS: dict[str, str] = {  # task -> its built-in data set
+    "sequence_classification": "sst2",
+    "regression": "stsb",
+    "token_classification": "conll2003",
+    "question_answering": "squad",
+}
 DEFAULT_DENSE_EPOCHS = 2.0  # 1000 steps of the default subset at batch 16
 SMOKE = {"train_examples": 64, "steps": 4, "dense_steps": 4, "eval_examples": 64}
 SMOKE_OBERT = {"num_grads": 8, "grad_batch_size": 4}
@@ -96,7 +110,9 @@ class Uploads:
 class Env:
     """Settings, store and artifact sink for in-process jobs under one root folder."""
 
-    def __init__(self, root: Path, latency_iters: tuple[int, int]) -> None:
+    def __init__(
+        self, root: Path, latency_iters: tuple[int, int], teacher_cache_bytes: int | None = None
+    ) -> None:
         from app.settings import Settings
         from app.storage import LocalStore
 
@@ -106,12 +122,18 @@ class Env:
             storage_dir=root / "store",
             work_dir=root / "work",
             device="cpu",
+            **(
+                {}
+                if teacher_cache_bytes is None
+                else {"teacher_cache_max_bytes": teacher_cache_bytes}
+            ),
         )
         self.store = LocalStore(self.settings.storage_dir)
         self.uploads = Uploads()
         self.latency_iters = latency_iters
 
-    def upload_model(self, archive: Path) -> uuid.UUID:
+    def upload_model(self, archive: Path, task: str = "sequence_classification") -> uuid.UUID:
+        from app.catalog import TASK_FACTS
         from worker.job_store import ModelRecord
 
         stored = self.store.put_file(archive)
@@ -120,7 +142,7 @@ class Env:
             sha256=stored.sha256,
             storage_key=stored.key,
             archive_format="tar.gz",
-            architecture="BertForSequenceClassification",
+            architecture="Bert" + TASK_FACTS[task].head_suffix,  # type: ignore[index]
             num_labels=2,
             config={},
         )
@@ -184,17 +206,20 @@ class StageLog(MemoryReporter):
 
 def dataset_body(args: argparse.Namespace) -> dict[str, Any]:
     ds: dict[str, Any] = {
-        "name": "sst2",
+        "name": args.dataset,
         "max_length": args.max_length,
         "max_train_examples": args.train_examples,
     }
     if args.eval_examples is not None:
         ds["max_eval_examples"] = args.eval_examples
+    if args.doc_stride is not None:
+        ds["doc_stride"] = args.doc_stride
     return ds
 
 
 def dense_body(args: argparse.Namespace) -> dict[str, Any]:
     return {
+        "task": args.task,
         "model": "minilm-l6",
         "dataset": dataset_body(args),
         "pruning": {"method": "none"},
@@ -203,6 +228,7 @@ def dense_body(args: argparse.Namespace) -> dict[str, Any]:
             "max_steps": args.dense_steps,
             "batch_size": args.batch_size,
             "seed": args.seed,
+            **({"learning_rate": args.dense_lr} if args.dense_lr else {}),
         },
     }
 
@@ -236,6 +262,7 @@ def config_body(args: argparse.Namespace, config: str, model_id: uuid.UUID) -> d
         "seed": args.seed,
     }
     body: dict[str, Any] = {
+        "task": args.task,
         "recipe": recipe.ref,
         "model": str(model_id),
         "dataset": dataset_body(args),
@@ -283,6 +310,17 @@ def budget_of(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any
     }
 
 
+def scalars(block: dict[str, Any]) -> dict[str, float]:
+    """An eval block's scalar metrics (`accuracy`, `f1`, `exact_match`, `spearman`...)."""
+    skip = {"encoder_sparsity"}
+    return {k: v for k, v in block.items() if isinstance(v, float) and k not in skip}
+
+
+def primary(block: dict[str, Any]) -> tuple[str, float]:
+    pm = block["primary_metric"]
+    return str(pm["name"]), float(pm["value"])
+
+
 def result_line(
     config: str,
     args: argparse.Namespace,
@@ -294,14 +332,24 @@ def result_line(
     quantized = report["spec"]["quantization"]["method"] != "none"
     key = "int8" if quantized else "fp32"
     art, base = onnx[key], onnx["dense_fp32"]
+    if config == "dense":  # the dense job: its own exported model is the baseline
+        art = base = onnx["fp32"]
     comp = report["compressed"]
+    name, value = primary(art)
+    _, dense_value = primary(base)
     line: dict[str, Any] = {
         "config": config,
+        "task": report.get("task", "sequence_classification"),
+        "dataset": report["dataset"]["name"],
         "recipe": report["spec"].get("recipe"),
         "artifact": art["file"],
-        "accuracy": art["accuracy"],
-        "dense_accuracy": base["accuracy"],
-        "accuracy_drop": round(base["accuracy"] - art["accuracy"], 6),
+        "metric": name,
+        "value": value,
+        "dense_value": dense_value,
+        "retained": round(value / dense_value, 6) if dense_value else None,
+        "drop": round(dense_value - value, 6),
+        "metrics": scalars(art),
+        "dense_metrics": scalars(base),
         "sparsity": comp["sparsity"]["overall"],
         "latency_ms_b1": art["latency_cpu_ms"]["batch_1_ms"],
         "dense_latency_ms_b1": base["latency_cpu_ms"]["batch_1_ms"],
@@ -315,9 +363,15 @@ def result_line(
         "overrides": args.override,
         "num_hidden_layers": comp["num_hidden_layers"],
         "parameters": comp["parameters"],
-        "pytorch_accuracy": comp["accuracy"],
-        "pytorch_dense_accuracy": report["dense"]["accuracy"],
-        "onnx_fp32_agreement": onnx["fp32"]["parity"]["agreement"],
+        "pytorch_value": primary(comp)[1],
+        "pytorch_dense_value": primary(report["dense"])[1],
+        "onnx_fp32_parity": onnx["fp32"]["parity"],
+        "teacher_cache": report.get("teacher_cache"),
+        "recover_seconds_per_step": (
+            round(report["stage_seconds"]["recover"] / report["training_steps"]["recover"], 4)
+            if report["training_steps"].get("recover") and "recover" in report["stage_seconds"]
+            else None
+        ),
         "pruning_applied": report["pruning"]["applied"],
         "stage_seconds": report["stage_seconds"],
         "wall_seconds": round(wall_s, 1),
@@ -335,14 +389,14 @@ def result_line(
     other = "fp32" if quantized else "int8"
     o = onnx[other]
     line[f"onnx_{other}"] = {
-        "accuracy": o["accuracy"],
+        "value": primary(o)[1],
         "latency_ms_b1": o["latency_cpu_ms"]["batch_1_ms"],
         "speedup_b1": o["speedup_vs_dense"]["batch_1"],
         "latency_ms_b32": o["latency_cpu_ms"]["batch_32_ms"],
         "size_gzip_mb": o["file_size"]["gzip_mb"],
     }
     if "batch_1" in onnx["int8"]:  # dynamic int8 reads differently one example at a time
-        line["int8_accuracy_b1"] = onnx["int8"]["batch_1"]["accuracy"]
+        line["int8_value_b1"] = primary(onnx["int8"]["batch_1"])[1]
     line["onnx_compaction"] = {
         k: v for k, v in (onnx.get("compaction") or {}).items() if k != "method"
     }
@@ -352,8 +406,9 @@ def result_line(
 def dense_model(args: argparse.Namespace, env: Env) -> dict[str, Any]:
     """The dense fine-tuned model.tar.gz (cached by budget), its report and cost."""
     name = (
-        f"recipe-dense-n{args.train_examples}-s{args.dense_steps}-b{args.batch_size}"
-        f"-l{args.max_length}-seed{args.seed}-e{args.eval_examples or 'all'}"
+        f"recipe-dense-{args.dataset}-n{args.train_examples}-s{args.dense_steps}"
+        f"-b{args.batch_size}-l{args.max_length}-d{args.doc_stride or 0}-seed{args.seed}"
+        f"-e{args.eval_examples or 'all'}-lr{args.dense_lr or 'task'}"
     )
     folder = CACHE / name
     archive, report_path = folder / "model.tar.gz", folder / "report.json"
@@ -382,7 +437,8 @@ def write_line(line: dict[str, Any], out: Path | None, smoke: bool) -> None:
     print(text, flush=True)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        parts = [line["config"]] + (["override"] if line.get("overrides") else [])
+        parts = [line.get("dataset", "sst2"), line["config"]]
+        parts += ["override"] if line.get("overrides") else []
         parts += ["smoke"] if smoke else []
         (out / result_name("recipe", *parts)).write_text(text + "\n", encoding="utf-8")
 
@@ -391,7 +447,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    p.add_argument("--task", choices=list(TASK_DATASETS), default="sequence_classification")
+    p.add_argument("--dataset", default=None, help="default: the task's built-in data set")
+    p.add_argument("--doc-stride", type=int, default=None, help="question answering windows")
+    p.add_argument(
+        "--teacher-cache-mb", type=int, default=None, help="0: no teacher cache (default: on)"
+    )
+    p.add_argument("--dense-lr", type=float, default=None, help="dense fine-tune learning rate")
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        default=[c for c in CONFIGS if c != "dense"],
+    )
     p.add_argument(
         "--train-examples",
         type=int,
@@ -439,6 +507,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in SMOKE.items() if args.smoke else ():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.dataset is None:
+        args.dataset = TASK_DATASETS[args.task]
     if args.train_examples is None:
         args.train_examples = DEFAULT_TRAIN_EXAMPLES
     if args.dense_steps is None:
@@ -469,13 +539,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="scalpel-bench-recipe-")
         root = Path(tmp.name)
-    env = Env(root, (args.latency_iters[0], args.latency_iters[1]))
+    cache = None if args.teacher_cache_mb is None else args.teacher_cache_mb * 2**20
+    env = Env(root, (args.latency_iters[0], args.latency_iters[1]), cache)
     failed = 0
     try:
         dense = dense_model(args, env)
-        model_id = env.upload_model(dense["archive"])
+        model_id = env.upload_model(dense["archive"], args.task)
         for config in args.configs:
             start = time.monotonic()
+            if config == "dense":
+                write_line(
+                    result_line(config, args, dense["report"], dense, 0.0), args.out, args.smoke
+                )
+                continue
             body = config_body(args, config, model_id)
             log.info("[%s] spec overrides %s", config, json.dumps(body))
             try:

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from worker.pipelines.report_md import metric_format, primary_metric
+
 ROOT = Path(__file__).resolve().parent.parent
 
 DEMO_SPEC: dict[str, Any] = {
@@ -115,8 +117,10 @@ def print_report(report: dict[str, Any]) -> None:
     print("\n== report ==")
     print(json.dumps({k: report[k] for k in ("dense", "compressed") if k in report}, indent=2))
     if dense and comp:
+        before, after = primary_metric(dense), primary_metric(comp)
+        name = metric_format(after.name).heading
         print(
-            f"\naccuracy dense {dense.get('accuracy')} -> compressed {comp.get('accuracy')}; "
+            f"\n{name} dense {before.formatted} -> compressed {after.formatted}; "
             f"encoder sparsity measured {comp.get('sparsity', {}).get('overall')}"
         )
 

@@ -3,6 +3,7 @@ and the migrated schema matches the models."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -163,5 +164,55 @@ def test_events_are_numbered_per_job_postgres() -> None:
     url = create_database(name)
     try:
         _events_are_numbered_per_job(url)
+    finally:
+        drop_database(name)
+
+
+def _datasets_serve_a_task(url: str) -> None:
+    """0008 gives every existing upload the task it was checked for, sequence_classification,
+    and empty options; a new row takes the same defaults; and back down again."""
+    cfg = alembic_config(url)
+    command.upgrade(cfg, "0007")
+    engine = create_engine(url)
+    pg = url.startswith("postgresql")
+    ids = ("0b7e5a52-3f7e-4bb4-9c55-1b2f1c1a00ff", "0b7e5a52-3f7e-4bb4-9c55-1b2f1c1a0d01")
+    tenant, dataset = (u if pg else u.replace("-", "") for u in ids)
+    insert = text(
+        "INSERT INTO dataset (id, tenant_id, name, filename, format, size_bytes, sha256, "
+        "storage_key, columns, text_columns, label_column, labels, num_rows, created_at) "
+        "VALUES (:id, :t, 'd', 'd.csv', 'csv', 1, 'x', 'k', '[\"text\", \"label\"]', "
+        "'[\"text\"]', 'label', '[\"0\", \"1\"]', 8, '2026-01-01')"
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tenant (id, name, created_at) VALUES (:id, 't', '2026-01-01')"),
+            {"id": tenant},
+        )
+        conn.execute(insert, {"id": dataset, "t": tenant})
+    command.upgrade(cfg, "head")
+    with engine.begin() as conn:
+        row = conn.execute(text("SELECT task, options FROM dataset")).one()
+        options = row[1] if pg else json.loads(row[1])
+        assert (row[0], options) == ("sequence_classification", {})
+        conn.execute(insert, {"id": dataset[:-1] + "2", "t": tenant})  # without the new columns
+        tasks = conn.execute(text("SELECT DISTINCT task FROM dataset")).scalars().all()
+        assert tasks == ["sequence_classification"]
+    command.downgrade(cfg, "0007")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM dataset")).scalar_one() == 2
+        columns = {c["name"] for c in inspect(conn).get_columns("dataset")}
+        assert not {"task", "options"} & columns
+    engine.dispose()
+
+
+def test_datasets_serve_a_task_sqlite(tmp_path: Path) -> None:
+    _datasets_serve_a_task(f"sqlite:///{tmp_path / 't.db'}")
+
+
+def test_datasets_serve_a_task_postgres() -> None:
+    name = "scalpel_migrations_task_check"
+    url = create_database(name)
+    try:
+        _datasets_serve_a_task(url)
     finally:
         drop_database(name)

@@ -117,7 +117,8 @@ def check_at_start(spec: JobSpec, settings: Settings, jobs: JobStore) -> None:
         rec = jobs.get_uploaded_dataset(dataset_id) if dataset_id is not None else None
         if rec is None:
             return  # the pipeline reports the missing data set
-        sizes = job_estimate.uploaded_sizes(rec.num_rows, len(rec.labels) or None)
+        labels = job_estimate.task_labels(spec.task, rec.labels)
+        sizes = job_estimate.uploaded_sizes(rec.num_rows, labels, spec.task)
     try:
         spec_limits.check_estimate(
             spec, config, job_estimate.limited(sizes, spec), spec_limits.Limits.of(settings)

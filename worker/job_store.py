@@ -59,14 +59,22 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class DatasetRecord:
+    """An uploaded data set as its checks recorded it (app.db.models.UploadedDataset says
+    what each field holds for each task)."""
+
     id: uuid.UUID
-    format: str
+    format: str  # csv | tsv | jsonl | conll | squad
     storage_key: str
     columns: list[str]
     text_columns: list[str]
     label_column: str
     labels: list[str]
     num_rows: int
+    task: str = "sequence_classification"
+    # token_classification: the file's tag scheme ("IOB1" or "IOB2"), found at upload
+    tag_scheme: str | None = None
+    # regression: the lowest and highest score of the file
+    score_range: tuple[float, float] | None = None
 
 
 class JobStore:
@@ -376,4 +384,11 @@ class JobStore:
                 label_column=d.label_column,
                 labels=list(d.labels),
                 num_rows=d.num_rows,
+                task=d.task,
+                tag_scheme=d.options.get("tag_scheme"),
+                score_range=(
+                    (d.options["score_min"], d.options["score_max"])
+                    if "score_min" in d.options
+                    else None
+                ),
             )

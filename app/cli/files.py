@@ -80,18 +80,41 @@ def upload_model(
 @datasets.command("upload")
 def upload_dataset(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A .csv, .tsv or .jsonl file, UTF-8.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="UTF-8: a .csv, .tsv or .jsonl table; CoNLL or tagged JSONL "
+            "(token_classification); SQuAD .json or .jsonl (question_answering)."
+        ),
+    ],
     name: Annotated[str | None, typer.Option(help="Default: the file name.")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="sequence_classification (default), regression, "
+            "token_classification or question_answering."
+        ),
+    ] = None,
     text_columns: Annotated[str | None, typer.Option(help="One or two, comma separated.")] = None,
-    label_column: Annotated[str | None, typer.Option()] = None,
-    format: Annotated[str | None, typer.Option(help="csv, tsv or jsonl.")] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="The label column (regression: the score column).")
+    ] = None,
+    tag_column: Annotated[
+        str | None,
+        typer.Option(help="token_classification: the JSONL tags field or CoNLL column number."),
+    ] = None,
+    tag_scheme: Annotated[
+        str | None, typer.Option(help="token_classification: IOB1, IOB2 or auto.")
+    ] = None,
+    format: Annotated[str | None, typer.Option(help="csv, tsv, jsonl, conll or squad.")] = None,
     idempotency_key: Key = None,
 ) -> None:
     """Upload a data set; prints its id (use it as --dataset)."""
     with api(ctx) as client:
         item = client.upload_dataset(
             path, name=name, text_columns=text_columns, label_column=label_column,
-            format=format, idempotency_key=idempotency_key,
+            format=format, idempotency_key=idempotency_key, task=task, tag_column=tag_column,
+            tag_scheme=tag_scheme,
         )  # fmt: skip
     _show_upload(ctx, item, "data set")
 

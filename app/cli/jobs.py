@@ -30,6 +30,13 @@ def submit(
     spec_file: Annotated[
         Path | None, typer.Option("--spec", help="A job spec, YAML or JSON.")
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="sequence_classification (default), regression, "
+            "token_classification or question_answering."
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Built-in model or uploaded model id.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Built-in data set or uploaded id.")] = None,
     sparsity: Annotated[float | None, typer.Option(help="Target sparsity, 0 to 0.99.")] = None,
@@ -51,7 +58,7 @@ def submit(
 ) -> None:
     """Submit a compression job: flags override the --spec file."""
     st = state(ctx)
-    flags = {"model": model, "dataset.name": dataset, "pruning.sparsity": sparsity,
+    flags = {"task": task, "model": model, "dataset.name": dataset, "pruning.sparsity": sparsity,
              "pruning.method": method, "pruning.structure": structure,
              "quantization.method": quantization}  # fmt: skip
     try:

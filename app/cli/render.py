@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from rich.console import Console
 from rich.progress import (
@@ -27,10 +27,42 @@ def scalar(value: Any) -> str:
     return str(value)
 
 
+PRIMARY = "primary_metric"  # a job's {name, value} metrics end with this
+
+
+def _named(value: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(value, dict) and isinstance(value.get("name"), str) and "value" in value
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics with each {name, value} entry under its own name: `primary_metric` as `f1`,
+    `onnx_primary_metric` as `onnx_f1` (dropped where that key is there already)."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if key.endswith(PRIMARY) and _named(value):
+            flat = key.removesuffix(PRIMARY) + value["name"]
+            if flat not in metrics:
+                out[flat] = value["value"]
+        else:
+            out[key] = value
+    return out
+
+
+def _primary_first(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The compressed and dense models' primary metric first (accuracy on jobs from before
+    there were several tasks), then the rest in the job's order."""
+    named = metrics.get(PRIMARY)
+    name = str(named["name"]) if _named(named) else "accuracy"
+    flat = _flat(metrics)
+    lead = {k: flat[k] for k in (name, f"dense_{name}") if k in flat}
+    return {**lead, **{k: v for k, v in flat.items() if k not in lead}}
+
+
 def metrics_line(metrics: dict[str, Any] | None, limit: int = 6) -> str:
-    """Top-level scalar metrics as `k=v`, nested ones as `section.k=v`, at most `limit`."""
+    """Top-level scalar metrics as `k=v`, the primary metric first (`f1=0.81  dense_f1=0.85`),
+    nested ones as `section.k=v`, at most `limit`."""
     parts: list[str] = []
-    for key, value in (metrics or {}).items():
+    for key, value in _primary_first(metrics or {}).items():
         if isinstance(value, dict):
             parts += [f"{key}.{k}={scalar(v)}" for k, v in value.items()
                       if isinstance(v, int | float | str)]  # fmt: skip

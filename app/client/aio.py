@@ -211,9 +211,11 @@ class AsyncScalpelClient(ClientBase):
     async def upload_dataset(
         self, path: str | Path, name: str | None = None, *,
         text_columns: str | list[str] | None = None, label_column: str | None = None,
-        format: str | None = None, idempotency_key: str | None = None,
+        format: str | None = None, idempotency_key: str | None = None, task: str | None = None,
+        tag_column: str | None = None, tag_scheme: str | None = None,
     ) -> JSON:  # fmt: skip
-        upload = base.dataset_upload(path, name, text_columns, label_column, format)
+        upload = base.dataset_upload(path, name, text_columns, label_column, format, task,
+                                     tag_column, tag_scheme)  # fmt: skip
         return await self._upload("/v1/datasets", upload, idempotency_key)
 
     async def _upload(self, path: str, upload: Upload, idempotency_key: str | None) -> JSON:

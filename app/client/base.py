@@ -126,9 +126,13 @@ def dataset_upload(
     text_columns: str | list[str] | None,
     label_column: str | None,
     fmt: str | None,
+    task: str | None = None,
+    tag_column: str | None = None,
+    tag_scheme: str | None = None,
 ) -> Upload:
     columns = ",".join(text_columns) if isinstance(text_columns, list) else text_columns
-    raw = {"name": name, "text_columns": columns, "label_column": label_column, "format": fmt}
+    raw = {"name": name, "text_columns": columns, "label_column": label_column, "format": fmt,
+           "task": task, "tag_column": tag_column, "tag_scheme": tag_scheme}  # fmt: skip
     return Upload(_existing(path), {k: v for k, v in raw.items() if v})
 
 

@@ -211,10 +211,14 @@ class ScalpelClient(ClientBase):
     def upload_dataset(
         self, path: str | Path, name: str | None = None, *,
         text_columns: str | list[str] | None = None, label_column: str | None = None,
-        format: str | None = None, idempotency_key: str | None = None,
+        format: str | None = None, idempotency_key: str | None = None, task: str | None = None,
+        tag_column: str | None = None, tag_scheme: str | None = None,
     ) -> JSON:  # fmt: skip
-        """POST /v1/datasets: a .csv, .tsv or .jsonl file."""
-        upload = base.dataset_upload(path, name, text_columns, label_column, format)
+        """POST /v1/datasets: a .csv, .tsv or .jsonl table, or for `task`
+        token_classification a CoNLL or tagged JSONL file, for question_answering a SQuAD
+        JSON or JSONL file."""
+        upload = base.dataset_upload(path, name, text_columns, label_column, format, task,
+                                     tag_column, tag_scheme)  # fmt: skip
         return self._upload("/v1/datasets", upload, idempotency_key)
 
     def _upload(self, path: str, upload: Upload, idempotency_key: str | None) -> JSON:

@@ -195,13 +195,30 @@ class UploadedModel(Base):
 
 
 class UploadedDataset(Base):
+    """An uploaded data set and what its checks found. Per task (app.catalog.TASKS):
+
+    - sequence_classification: a table; `labels` the class names of `label_column`.
+    - regression: a table; `label_column` the score column, `labels` [], `options`
+      {"score_min", "score_max"} (the lowest and highest score, for dataset.score_range).
+    - token_classification: CoNLL or tagged JSONL; `columns` and `text_columns` [],
+      `labels` the IOB2 tags (app.services.conll_format.tag_names), `label_column` the tag
+      field (JSONL) or the tag column's 1-based number (CoNLL), `options` {"tag_scheme":
+      "IOB1" | "IOB2"} (the file's scheme, as given or detected at upload).
+    - question_answering: SQuAD JSON or JSONL; `columns`, `text_columns` and `labels` [],
+      `label_column` "answers".
+
+    `num_rows` counts examples: rows, sentences or questions."""
+
     __tablename__ = "dataset"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"), index=True)
+    task: Mapped[str] = mapped_column(
+        String(32), default="sequence_classification", server_default="sequence_classification"
+    )
     name: Mapped[str] = mapped_column(String(255))
     filename: Mapped[str] = mapped_column(String(255))
-    format: Mapped[str] = mapped_column(String(8))  # csv | tsv | jsonl
+    format: Mapped[str] = mapped_column(String(8))  # csv | tsv | jsonl | conll | squad
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(255))
@@ -210,6 +227,8 @@ class UploadedDataset(Base):
     label_column: Mapped[str] = mapped_column(String(255))
     labels: Mapped[list[str]] = mapped_column(JsonType)
     num_rows: Mapped[int] = mapped_column(Integer)
+    # What one task's checks found that the job needs again (see the class docstring).
+    options: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

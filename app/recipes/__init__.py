@@ -10,6 +10,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from app.catalog import DEFAULT_TASK, TASK_FACTS
 from app.recipes.builtin import BUILTIN
 
 
@@ -68,18 +69,38 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def task_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """The spec fields the raw spec's task sets by default (app.catalog), nested."""
+    task = raw.get("task", DEFAULT_TASK)
+    facts = next((f for name, f in TASK_FACTS.items() if name == task), None)
+    out: dict[str, Any] = {}
+    for path, value in (facts.defaults if facts else {}).items():
+        *parents, leaf = path.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:
-    """The raw spec with its recipe applied (unchanged when it names none or an unknown one:
-    the `recipe` field's own check reports that)."""
+    """The raw spec with its recipe and its task's defaults applied: the recipe, then the
+    task's defaults over it (a recipe is task-agnostic; QA trains at its own learning rate),
+    then the spec's own fields over both. An unknown recipe is left for the `recipe` field's
+    own check to report."""
     ref = raw.get("recipe")
-    if not isinstance(ref, str):
+    recipe: Recipe | None = None
+    if isinstance(ref, str):
+        try:
+            recipe = find(ref)
+        except UnknownRecipe:
+            return raw
+    base = deep_merge(recipe.spec if recipe else {}, task_defaults(raw))
+    if not base:
         return raw
-    try:
-        recipe = find(ref)
-    except UnknownRecipe:
-        return raw
-    merged = deep_merge(recipe.spec, {k: v for k, v in raw.items() if k != "recipe"})
-    merged["recipe"] = recipe.ref
+    merged = deep_merge(base, {k: v for k, v in raw.items() if k != "recipe"})
+    if recipe is not None:
+        merged["recipe"] = recipe.ref
     return merged
 
 

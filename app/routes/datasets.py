@@ -1,4 +1,6 @@
-"""/v1/datasets: upload, list and read CSV, TSV and JSONL data sets."""
+"""/v1/datasets: upload, list and read data sets, each for one task: CSV, TSV and JSONL
+tables (sequence classification, regression), CoNLL and tagged JSONL (token classification),
+SQuAD JSON and JSONL (question answering)."""
 
 from __future__ import annotations
 
@@ -6,40 +8,75 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
+from app.catalog import DEFAULT_TASK, TaskName
 from app.deps import CallerDep, SessionDep, SettingsDep
 from app.idempotency import IdempotencyKeyHeader, respond
 from app.openapi import problems
 from app.schemas.uploads import DatasetOut, DatasetPage
 from app.services import datasets as service
 from app.services.idempotency import upload_sha256
+from app.services.task_uploads import SchemeField
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
 @router.post("", status_code=201, response_model=DatasetOut, responses=problems(409, 413, 422))
 def upload_dataset(
-    file: Annotated[UploadFile, File(description="A .csv, .tsv or .jsonl file, UTF-8.")],
+    file: Annotated[
+        UploadFile,
+        File(
+            description="UTF-8. A .csv, .tsv or .jsonl table (sequence_classification, "
+            "regression); a .conll/.txt CoNLL file or tagged .jsonl (token_classification); "
+            "a SQuAD .json or .jsonl file (question_answering)."
+        ),
+    ],
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
+    task: Annotated[TaskName, Form(description="The task the data set serves.")] = DEFAULT_TASK,
     name: Annotated[str | None, Form(max_length=255)] = None,
     text_columns: Annotated[
         str | None, Form(max_length=512, description="Comma separated; one or two columns.")
     ] = None,
-    label_column: Annotated[str | None, Form(max_length=255)] = None,
-    format: Annotated[Literal["csv", "tsv", "jsonl"] | None, Form()] = None,
+    label_column: Annotated[
+        str | None,
+        Form(
+            max_length=255,
+            description="The label column; regression: the score column "
+            "(default `score`, else `label`).",
+        ),
+    ] = None,
+    tag_column: Annotated[
+        str | None,
+        Form(
+            max_length=255,
+            description="token_classification: the JSONL tags field "
+            "(`tags`) or the CoNLL tag column's 1-based number (the last).",
+        ),
+    ] = None,
+    tag_scheme: Annotated[
+        SchemeField | None,
+        Form(description="token_classification: IOB1, IOB2 or auto (detected; the default)."),
+    ] = None,
+    format: Annotated[Literal["csv", "tsv", "jsonl", "conll", "squad"] | None, Form()] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     filename = file.filename or "dataset"
     fields = {"filename": filename, "name": name, "text_columns": text_columns,
               "label_column": label_column, "format": format}  # fmt: skip
+    # Fields added since keys were first stored count only when given, so that a request
+    # without them keeps the fingerprint it always had.
+    added = {"task": task if task != DEFAULT_TASK else None, "tag_column": tag_column,
+             "tag_scheme": tag_scheme}  # fmt: skip
+    fields.update({k: v for k, v in added.items() if v is not None})
     return respond(
         session, caller, request, idempotency_key, status=201,
         body_sha256=lambda: upload_sha256(file.file, fields),
         run=lambda: DatasetOut.of(service.upload(
             session, settings, file.file, filename, name=name, fmt=format,
-            text_columns=text_columns, label_column=label_column, caller=caller,
+            text_columns=text_columns, label_column=label_column, caller=caller, task=task,
+            tag_column=tag_column, tag_scheme=tag_scheme,
         )),
     )  # fmt: skip
 

@@ -15,10 +15,10 @@ from pydantic import (
 )
 
 from app import recipes
+from app.catalog import BUILTIN_DATASETS, BUILTIN_MODELS, DEFAULT_TASK, TaskName
 from app.schemas.common import StrictModel
 
-BUILTIN_MODELS = ("minilm-l6",)
-BUILTIN_DATASETS = ("sst2", "agnews", "rte", "tweets")
+__all__ = ["BUILTIN_DATASETS", "BUILTIN_MODELS", "JobSpec"]
 # job.webhook_url and webhook_delivery.url are String(2048).
 MAX_URL_LENGTH = 2048
 
@@ -43,9 +43,22 @@ WebhookUrl = Annotated[
 ]
 
 
+# Dataset options that belong to one task each: app.services.jobs refuses one in another
+# task's spec with a 422 invalid_option naming the field (a model validator could not name it).
+TASK_DATASET_OPTIONS: dict[str, TaskName] = {
+    "doc_stride": "question_answering",
+    "max_answer_length": "question_answering",
+    "tag_column": "token_classification",
+    "tag_scheme": "token_classification",
+    "score_column": "regression",
+    "score_range": "regression",
+}
+
+
 class DatasetSpec(SpecModel):
     name: str = Field(
-        description="A built-in data set (sst2, agnews, rte, tweets) or the id of an uploaded one.",
+        description="A built-in data set (sst2, agnews, rte, tweets, stsb, conll2003, squad) "
+        "or the id of an uploaded one.",
         examples=["tweets"],
         min_length=1,
         max_length=64,
@@ -56,7 +69,49 @@ class DatasetSpec(SpecModel):
     label_column: str | None = None
     max_train_examples: int | None = Field(default=None, ge=8, le=10_000_000)
     max_eval_examples: int | None = Field(default=None, ge=8, le=1_000_000)
-    max_length: int = Field(default=128, ge=8, le=512)
+    max_length: int = Field(
+        default=128, ge=8, le=512, description="Tokens per row (question answering: 384)."
+    )
+    # question_answering
+    doc_stride: int | None = Field(
+        default=None, ge=1, le=512,
+        description="question_answering: tokens of overlap between a context's windows (128, "
+        "or a third of a shorter window); at most half of max_length.",
+    )  # fmt: skip
+    max_answer_length: int | None = Field(
+        default=None, ge=1, le=512,
+        description="question_answering: the longest answer span predicted, in tokens (30).",
+    )  # fmt: skip
+    # token_classification
+    tag_column: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="token_classification: the JSONL field (`tags`) or CoNLL column (the "
+        "last) of the tags.",
+    )  # fmt: skip
+    tag_scheme: Literal["auto", "IOB1", "IOB2"] | None = Field(
+        default=None, description="token_classification: the tags' scheme (auto: detected)."
+    )
+    # regression
+    score_column: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="regression: the column of float targets (`score`, else `label`).",
+    )  # fmt: skip
+    score_range: list[float] | None = Field(
+        default=None, min_length=2, max_length=2,
+        description="regression: [low, high]; every score must lie in it.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _range(self) -> DatasetSpec:
+        if self.score_range is not None and not self.score_range[0] < self.score_range[1]:
+            raise ValueError("score_range must be [low, high] with low < high")
+        stride = self.doc_stride
+        if stride is not None and (2 * stride > self.max_length or stride > self.max_length - 5):
+            # a window holds the question, three special tokens and more context than the
+            # overlap (the tokenizer needs one context token past it): half the window leaves
+            # room for a question of a few dozen tokens
+            raise ValueError("doc_stride must be at most half of max_length (and max_length - 5)")
+        return self
 
 
 class OneShotSchedule(SpecModel):
@@ -158,6 +213,12 @@ class TrainingSpec(SpecModel):
 
 
 class JobSpec(SpecModel):
+    task: TaskName = Field(
+        default=DEFAULT_TASK,
+        description="sequence_classification (single sentences and pairs), regression (a "
+        "float target), token_classification (named entities) or question_answering "
+        "(extractive, SQuAD v1.1 style).",
+    )
     model: str = Field(
         description="A built-in model (minilm-l6) or the id of an uploaded model.",
         examples=["minilm-l6"],

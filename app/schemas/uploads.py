@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.db.models import UploadedDataset, UploadedModel
 
@@ -41,25 +41,32 @@ class ModelPage(BaseModel):
 
 class DatasetOut(BaseModel):
     id: uuid.UUID
+    task: str = Field(description="The task the data set serves (a job's `task`).")
     name: str
     filename: str
-    format: str
+    format: str = Field(description="csv, tsv, jsonl, conll or squad.")
     size_bytes: int
     sha256: str
     columns: list[str]
     text_columns: list[str]
     label_column: str
-    labels: list[str]
-    num_rows: int
+    labels: list[str] = Field(
+        description="The classes, or the IOB2 tags (token_classification); [] otherwise."
+    )
+    num_rows: int = Field(description="Examples: rows, sentences or questions.")
+    options: dict[str, Any] = Field(
+        description="What the task's checks found: `tag_scheme` (token_classification: the "
+        "file's IOB1 or IOB2), `score_min` and `score_max` (regression)."
+    )
     created_at: datetime
 
     @classmethod
     def of(cls, d: UploadedDataset) -> DatasetOut:
         return cls(
-            id=d.id, name=d.name, filename=d.filename, format=d.format,
+            id=d.id, task=d.task, name=d.name, filename=d.filename, format=d.format,
             size_bytes=d.size_bytes, sha256=d.sha256, columns=d.columns,
             text_columns=d.text_columns, label_column=d.label_column, labels=d.labels,
-            num_rows=d.num_rows, created_at=d.created_at,
+            num_rows=d.num_rows, options=dict(d.options or {}), created_at=d.created_at,
         )  # fmt: skip
 
 

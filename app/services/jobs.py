@@ -1,18 +1,26 @@
-"""Job submission, queries and cancellation."""
+"""Job submission, queries and cancellation.
+
+A submission is checked before it is queued: the model and the data set exist; the data set
+serves the spec's task; an uploaded model's trained head fits the task and the data set (a
+model without one gets a new head); the dataset options are the task's own; the spec fits the
+model and the worker's memory and time budgets (app.services.spec_limits)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.catalog import TASK_FACTS
 from app.db.models import TERMINAL_STATUSES, Job, JobEvent, UploadedDataset, UploadedModel
 from app.db.session import after_commit
 from app.errors import Conflict, NotFound, Unprocessable
 from app.pagination import check_limit, decode_token, encode_token
 from app.repositories import jobs as jobs_repo
 from app.repositories import uploads as uploads_repo
-from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, JobSpec
+from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, TASK_DATASET_OPTIONS, JobSpec
 from app.schemas.jobs import JobOut, JobPage
 from app.services import job_estimate, spec_limits
 from app.services.dispatch import enqueue_and_mark_dispatched
@@ -22,7 +30,9 @@ from app.services.webhook_outbox import check_submitted_url, record_terminal
 from app.settings import Settings
 from app.tenancy import Caller
 
-DATA_DIR_DATASETS = ("sst2", "agnews", "rte")
+# The head suffixes a trained head is recognised by (config.json `architectures`); any
+# other architecture (BertModel, BertForMaskedLM, ...) has none, and the job adds one.
+HEAD_SUFFIXES = tuple(dict.fromkeys(f.head_suffix for f in TASK_FACTS.values()))
 
 
 def parse_id(raw: str) -> uuid.UUID | None:
@@ -46,13 +56,110 @@ def _check_model(session: Session, spec: JobSpec, tenant_id: uuid.UUID) -> Uploa
     return model
 
 
+# The column options of tabular data: a token-classification job names its tag column with
+# tag_column, a question-answering data set has no columns to choose.
+TABLE_TASKS = ("sequence_classification", "regression")
+
+
+def _check_task_options(spec: JobSpec) -> None:
+    """Each task-specific dataset option (doc_stride, tag_scheme, score_range, ...) is given
+    only to a job of its task, and the table columns only to the tasks that read tables."""
+    for option, task in TASK_DATASET_OPTIONS.items():
+        if getattr(spec.dataset, option) is not None and task != spec.task:
+            raise Unprocessable(
+                f"dataset.{option} is a {task} option; this job's task is {spec.task}",
+                code="invalid_option", field=f"dataset.{option}",
+            )  # fmt: skip
+    for option in ("text_columns", "label_column"):
+        if getattr(spec.dataset, option) is not None and spec.task not in TABLE_TASKS:
+            raise Unprocessable(
+                f"dataset.{option} names a table column; a {spec.task} data set has none"
+                + (" (its tags: dataset.tag_column)" if spec.task == "token_classification"
+                   else ""), code="invalid_option", field=f"dataset.{option}",
+            )  # fmt: skip
+
+
+def _check_served_task(spec: JobSpec, served: str) -> None:
+    if served != spec.task:
+        raise Unprocessable(
+            f"data set {spec.dataset.name!r} serves the {served} task; this job's task is "
+            f"{spec.task}", code="task_mismatch", field="task",
+        )  # fmt: skip
+
+
+def _trained_head(config: dict[str, Any]) -> str | None:
+    """The architecture of the checkpoint's trained task head, None when it has none."""
+    archs = config.get("architectures")
+    for arch in archs if isinstance(archs, list) else []:
+        if isinstance(arch, str) and arch.endswith(HEAD_SUFFIXES):
+            return arch
+    return None
+
+
+def _check_head(
+    spec: JobSpec, config: dict[str, Any], num_labels: int | None, tags: Sequence[str] = ()
+) -> None:
+    """An uploaded model's trained head must be the task's (app.catalog head_suffix), with
+    as many outputs as the data set has classes or tags (`num_labels`, None: unknown, or a
+    question-answering job, whose head has none to count); a regression head has one (and
+    no classification problem_type); a token head with an id2label has the data set's
+    `tags` (when known), in their order, as the worker's check wants them (a head ordered
+    otherwise would label every entity wrong)."""
+    arch = _trained_head(config)
+    if arch is None:
+        return
+    suffix = TASK_FACTS[spec.task].head_suffix
+    if not arch.endswith(suffix):
+        raise Unprocessable(
+            f"the model is a {arch}: its trained head does not fit a {spec.task} job, which "
+            f"needs a *{suffix} model or one without a trained head (BertModel, "
+            "BertForMaskedLM: the job adds a new head)", code="head_mismatch", field="model",
+        )  # fmt: skip
+    outputs = job_estimate.head_labels(config)
+    if num_labels is not None and outputs != num_labels:
+        _wrong_size(spec, arch, outputs, num_labels)
+    problem = config.get("problem_type")
+    if spec.task == "regression" and problem not in (None, "regression"):
+        raise Unprocessable(
+            f"the model's head is a {problem} classifier, not a regression head",
+            code="head_mismatch", field="model",
+        )  # fmt: skip
+    names = job_estimate.config_labels(config)
+    if spec.task == "token_classification" and tags and names is not None and names != list(tags):
+        raise Unprocessable(
+            f"the model's trained head labels {names[:12]}; data set {spec.dataset.name!r} "
+            f"has the tags {list(tags)[:12]} (in this order): give a model trained on these "
+            "tags, or one without a trained head", code="head_mismatch", field="model",
+        )  # fmt: skip
+
+
+def _wrong_size(spec: JobSpec, arch: str, outputs: int, num_labels: int) -> None:
+    if spec.task == "regression":
+        needed = "a regression head has 1"
+    else:
+        kind = "tags" if spec.task == "token_classification" else "classes"
+        needed = f"data set {spec.dataset.name!r} has {num_labels} {kind}"
+    raise Unprocessable(
+        f"the model's trained head ({arch}) has {outputs} outputs; {needed}",
+        code="head_mismatch", field="model",
+    )  # fmt: skip
+
+
 def _check_dataset(
     session: Session, spec: JobSpec, settings: Settings, tenant_id: uuid.UUID
 ) -> DataSizes:
-    """The data set exists (and has the columns asked for); returns its sizes."""
+    """The data set exists, serves the job's task (and has the columns asked for); returns
+    its sizes."""
     name = spec.dataset.name
     if name in BUILTIN_DATASETS:
-        if name in DATA_DIR_DATASETS and not (settings.data_dir / name / "train.tsv").is_file():
+        builtin = BUILTIN_DATASETS[name]
+        _check_served_task(spec, builtin.task)
+        if spec.dataset.tag_column is not None:
+            raise Unprocessable(
+                f"built-in data set {name!r} reads its own tag column",
+                code="invalid_option", field="dataset.tag_column",
+            )  # fmt: skip
+        if builtin.files and not (settings.data_dir / name / builtin.files[0]).is_file():
             raise Unprocessable(
                 f"built-in data set {name!r} is not installed in the data directory",
                 code="dataset_unavailable", field="dataset.name",
@@ -67,34 +174,82 @@ def _check_dataset(
             f"no built-in or uploaded data set {name!r}; built-ins: "
             f"{', '.join(BUILTIN_DATASETS)}", code="dataset_not_found", field="dataset.name",
         )  # fmt: skip
+    _check_served_task(spec, dataset.task)
     _check_columns(spec, dataset)
-    label = spec.dataset.label_column
-    labels = len(dataset.labels) if label in (None, dataset.label_column) else None
-    return job_estimate.uploaded_sizes(dataset.num_rows, labels)
+    _check_tag_column(spec, dataset)
+    _check_score_range(spec, dataset)
+    # The recorded classes or tags count only for the column they were read from.
+    target = spec.dataset.tag_column or spec.dataset.label_column
+    same = target in (None, dataset.label_column)
+    labels = job_estimate.task_labels(spec.task, dataset.labels) if same else None
+    return job_estimate.uploaded_sizes(dataset.num_rows, labels, spec.task)
 
 
 def _check_columns(spec: JobSpec, dataset: UploadedDataset) -> None:
-    for col in spec.dataset.text_columns or []:
-        if col not in dataset.columns:
+    d = spec.dataset
+    asked = [*((c, "text_columns") for c in d.text_columns or []),
+             (d.label_column, "label_column"), (d.score_column, "score_column")]  # fmt: skip
+    for col, option in asked:
+        if col is not None and col not in dataset.columns:
+            shown = ", ".join(dataset.columns) or "none (not a table)"
             raise Unprocessable(
-                f"data set has no column {col!r}; columns: {', '.join(dataset.columns)}",
-                code="unknown_column", field="dataset.text_columns",
+                f"data set has no column {col!r}; columns: {shown}",
+                code="unknown_column", field=f"dataset.{option}",
             )  # fmt: skip
-    label = spec.dataset.label_column
-    if label is not None and label not in dataset.columns:
+
+
+def _check_tag_column(spec: JobSpec, dataset: UploadedDataset) -> None:
+    """The tags an upload recorded are those of its tag column; another column's were never
+    checked (their scheme, their names), so a job reads the recorded one."""
+    asked = spec.dataset.tag_column
+    if asked is not None and asked != dataset.label_column:
         raise Unprocessable(
-            f"data set has no column {label!r}; columns: {', '.join(dataset.columns)}",
-            code="unknown_column", field="dataset.label_column",
+            f"data set {dataset.id} was checked with its tags in {dataset.label_column!r}, "
+            f"not {asked!r}: upload it again with that tag_column",
+            code="invalid_option", field="dataset.tag_column",
         )  # fmt: skip
+
+
+def _check_score_range(spec: JobSpec, dataset: UploadedDataset) -> None:
+    """dataset.score_range holds every score the upload found in its score column (the
+    worker's: score_column, else label_column, else the recorded one)."""
+    rng = spec.dataset.score_range
+    low, high = dataset.options.get("score_min"), dataset.options.get("score_max")
+    column = spec.dataset.score_column or spec.dataset.label_column
+    same_column = column in (None, dataset.label_column)
+    if rng is None or low is None or high is None or not same_column:
+        return
+    if not rng[0] <= low <= high <= rng[1]:
+        raise Unprocessable(
+            f"the data set's scores run from {low:g} to {high:g}, outside score_range "
+            f"[{rng[0]:g}, {rng[1]:g}]", code="invalid_option", field="dataset.score_range",
+        )  # fmt: skip
+
+
+def _tags(session: Session, spec: JobSpec, tenant_id: uuid.UUID) -> list[str]:
+    """A token-classification data set's tags, in id order ([] for the other tasks)."""
+    if spec.task != "token_classification":
+        return []
+    name = spec.dataset.name
+    if name in BUILTIN_DATASETS:
+        return list(BUILTIN_DATASETS[name].tags)
+    dataset_id = parse_id(name)
+    dataset = (
+        uploads_repo.get_dataset(session, dataset_id, tenant_id=tenant_id) if dataset_id else None
+    )
+    return list(dataset.labels) if dataset is not None else []
 
 
 def submit(session: Session, spec: JobSpec, settings: Settings, caller: Caller) -> Job:
     """The job belongs to the caller's tenant, an admin's too."""
+    _check_task_options(spec)
     model = _check_model(session, spec, caller.tenant_id)
     config = spec_limits.model_config(spec.model, model.config if model is not None else None)
     limits = spec_limits.Limits.of(settings)
     spec_limits.check_spec(spec, config)
     sizes = _check_dataset(session, spec, settings, caller.tenant_id)
+    if model is not None:
+        _check_head(spec, model.config, sizes.num_labels, _tags(session, spec, caller.tenant_id))
     if config is not None:
         spec_limits.check_estimate(spec, config, job_estimate.limited(sizes, spec), limits)
     webhook = str(spec.webhook_url) if spec.webhook_url is not None else None

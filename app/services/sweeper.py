@@ -40,7 +40,7 @@ from app.stores import get_store
 log = logging.getLogger("scalpel.sweeper")
 SessionFactory = Callable[[], Session]
 CHUNK = 500
-CHECKPOINTS = "checkpoints"  # worker.pipelines.resume: <work_dir>/<job id>/checkpoints
+CHECKPOINTS = "checkpoints"  # worker.pipelines.stages.checkpoints: <work_dir>/<job id>/checkpoints
 SCRATCH = "jobs"  # worker.runner: <work_dir>/jobs/<job id>
 
 

@@ -25,9 +25,25 @@ def event_type(status: str) -> str:
     return f"job.{status}"
 
 
+def _named_metric(value: Any) -> bool:
+    """A task's `primary_metric`-style {name, value} pair (kept whole: it says what the
+    number is, `f1` or `accuracy`)."""
+    return (
+        isinstance(value, dict)
+        and set(value) == {"name", "value"}
+        and isinstance(value["name"], str)
+        and isinstance(value["value"], int | float)
+    )
+
+
 def metrics_summary(metrics: dict[str, Any] | None) -> dict[str, Any]:
-    """The job's top-level scalar metrics (nested breakdowns stay behind GET /v1/jobs/{id})."""
-    return {k: v for k, v in (metrics or {}).items() if v is None or isinstance(v, SCALARS)}
+    """The job's top-level scalar metrics and its {name, value} primary metrics (nested
+    breakdowns stay behind GET /v1/jobs/{id})."""
+    return {
+        k: v
+        for k, v in (metrics or {}).items()
+        if v is None or isinstance(v, SCALARS) or _named_metric(v)
+    }
 
 
 def payload(job: Job, now: datetime) -> dict[str, Any]:

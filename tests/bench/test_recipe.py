@@ -38,6 +38,7 @@ def test_default_budget_follows_each_recipes_recovery_epochs() -> None:
     steps = {
         c: recipe.config_body(args, c, uuid.uuid4())["training"]["recovery_max_steps"]
         for c in recipe.CONFIGS
+        if c != "dense"
     }
     assert steps == {
         "obert-80": 1000,
@@ -49,3 +50,20 @@ def test_default_budget_follows_each_recipes_recovery_epochs() -> None:
     fixed = recipe.parse_args(["--steps", "300"])
     assert fixed.dense_steps == 300
     assert recipe.config_body(fixed, "gmp-90", uuid.uuid4())["pruning"]["schedule"]["steps"] == 225
+
+
+def test_a_task_sets_its_data_set_options_and_the_task_in_every_body() -> None:
+    args = recipe.parse_args(
+        ["--task", "question_answering", "--max-length", "256", "--doc-stride", "128"]
+    )
+    assert args.dataset == "squad"
+    dense = recipe.dense_body(args)
+    assert dense["task"] == "question_answering"
+    assert dense["dataset"]["doc_stride"] == 128 and dense["dataset"]["max_length"] == 256
+    body = recipe.config_body(args, "gmp-80", uuid.uuid4())
+    assert body["task"] == "question_answering" and body["dataset"]["name"] == "squad"
+    from app.schemas.job_spec import JobSpec
+
+    spec = JobSpec.model_validate(body)
+    assert spec.training.learning_rate == 8e-5  # the task's default over the recipe's
+    assert spec.dataset.max_length == 256  # the budget's over the task's 384

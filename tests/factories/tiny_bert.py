@@ -116,3 +116,25 @@ def write_sst2_like(data_dir: Path, n_train: int = 64, n_dev: int = 16, seed: in
         lines = ["sentence\tlabel"] + [f"{t}\t{y}" for t, y in sentiment_rows(n, s)]
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return data_dir
+
+
+def write_squad_like(data_dir: Path, n_train: int = 32, n_dev: int = 8, seed: int = 0) -> Path:
+    """A `squad` built-in folder (official SQuAD v1.1 JSON) under data_dir: short questions
+    whose answer is a word of the context, at its offset."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    folder = data_dir / "squad"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        paragraphs = []
+        for i in range(n):
+            who, where = rng.choice(NEGATIVE), rng.choice(POSITIVE)
+            context = f"the {who} story was told in a {where} town by the river."
+            qa = {"id": f"{split}{i}", "question": f"where was the {who} story told?",
+                  "answers": [{"text": where, "answer_start": context.index(where)}]}  # fmt: skip
+            paragraphs.append({"context": context, "qas": [qa]})
+        doc = {"version": "1.1", "data": [{"title": split, "paragraphs": paragraphs}]}
+        (folder / f"{split}.json").write_text(json.dumps(doc), encoding="utf-8")
+    return data_dir

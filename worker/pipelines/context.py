@@ -11,9 +11,9 @@ import torch
 
 from app.settings import Settings
 from app.storage import ArtifactStore
-from worker.pipelines.data import DatasetLookup
 from worker.pipelines.models import ModelLookup
 from worker.pipelines.progress import BaseReporter
+from worker.pipelines.tasks.base import DatasetLookup
 
 
 class Uploads(DatasetLookup, ModelLookup, Protocol):

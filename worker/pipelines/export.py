@@ -1,10 +1,11 @@
-"""ONNX export of a sequence classifier, int8 ONNX by ONNX Runtime, and ORT inference helpers.
+"""ONNX export of a task model (its task's outputs: `logits`, or `start_logits` and
+`end_logits`), int8 ONNX by ONNX Runtime, and ORT session, feed and latency helpers.
 
 The fp32 graph comes from torch's TorchScript-based exporter (`dynamo=False`: offline, fast, no
 onnxscript needed; still present in torch 2.13, deprecated), opset 17, with dynamic batch and
-sequence axes, and attention traced in its eager form. The int8 graph is
-`onnxruntime.quantization.quantize_dynamic` of it (QInt8 weights of MatMul/Gemm, activations
-quantized at run time).
+sequence axes (token-level outputs keep the sequence axis), and attention traced in its eager
+form. The int8 graph is `onnxruntime.quantization.quantize_dynamic` of it (QInt8 weights of
+MatMul/Gemm, activations quantized at run time).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,9 @@ import torch
 from torch import nn
 from torch.jit._trace import TracerWarning
 
-from worker.pipelines.batches import iter_batches, model_inputs
-from worker.pipelines.data import Example
 from worker.pipelines.errors import ExportParityFailed
 from worker.pipelines.measure import dummy_inputs
+from worker.pipelines.tasks.base import Agreement, Output
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +36,21 @@ INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 TOKEN_TYPE_IDS = "token_type_ids"
 LOGITS = "logits"
+CLASSIFIER_OUTPUTS = (Output(LOGITS, per_token=False),)
 
 
-class _LogitsOnly(nn.Module):
-    """Positional inputs in, logits out: what the exporter traces."""
+class _TaskOutputs(nn.Module):
+    """Positional inputs in, the task's outputs out (in order): what the exporter traces."""
 
-    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+    def __init__(self, model: nn.Module, names: Sequence[str], outputs: Sequence[str]) -> None:
         super().__init__()
         self.model = model
         self.names = tuple(names)
+        self.outputs = tuple(outputs)
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(**dict(zip(self.names, args, strict=True)))
-        logits: torch.Tensor = out.logits
-        return logits
+        return tuple(getattr(out, name) for name in self.outputs)
 
 
 def input_names(model: nn.Module, tokenizer: Any) -> list[str]:
@@ -95,14 +96,22 @@ def _eager_attention(model: nn.Module) -> Iterator[None]:
 
 
 def export_onnx(
-    model: nn.Module, tokenizer: Any, dest: Path, *, max_length: int, opset: int = OPSET
+    model: nn.Module,
+    tokenizer: Any,
+    dest: Path,
+    *,
+    max_length: int,
+    opset: int = OPSET,
+    outputs: Sequence[Output] = CLASSIFIER_OUTPUTS,
 ) -> Path:
-    """Export `model` (a CPU sequence classifier, left unchanged) to `dest` as fp32 ONNX."""
+    """Export `model` (a CPU task model, left unchanged) to `dest` as fp32 ONNX with the
+    task's `outputs`; every axis but the last of a token-level output is dynamic."""
     names = input_names(model, tokenizer)
-    wrapper = _LogitsOnly(model, names).eval()
+    wrapper = _TaskOutputs(model, names, [o.name for o in outputs]).eval()
     args = tuple(_example_inputs(tokenizer, names, max_length))
     axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes[LOGITS] = {0: "batch"}
+    for o in outputs:
+        axes[o.name] = {0: "batch", 1: "sequence"} if o.per_token else {0: "batch"}
     dest.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad(), _eager_attention(model):
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -113,7 +122,7 @@ def export_onnx(
             args,
             str(dest),
             input_names=names,
-            output_names=[LOGITS],
+            output_names=[o.name for o in outputs],
             dynamic_axes=axes,
             opset_version=opset,
             do_constant_folding=True,
@@ -163,71 +172,13 @@ def feed_of(session: Any, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarr
     return feed
 
 
-def onnx_logits(
-    session: Any,
-    tokenizer: Any,
-    examples: Sequence[Example],
-    *,
-    batch_size: int,
-    max_length: int,
-) -> np.ndarray:
-    """Logits of every example from an ORT session, batched exactly as `evaluate` batches."""
-    cpu = torch.device("cpu")
-    out: list[np.ndarray] = []
-    for batch in iter_batches(tokenizer, examples, batch_size, max_length, cpu):
-        out.append(np.asarray(session.run([LOGITS], feed_of(session, model_inputs(batch)))[0]))
-    return np.concatenate(out, axis=0) if out else np.zeros((0, 0), dtype=np.float32)
-
-
-@torch.no_grad()
-def torch_logits(
-    model: nn.Module,
-    tokenizer: Any,
-    examples: Sequence[Example],
-    *,
-    batch_size: int,
-    max_length: int,
-) -> np.ndarray:
-    """Logits of every example from a CPU PyTorch model, batched as `evaluate` batches."""
-    model.eval()
-    cpu = torch.device("cpu")
-    out: list[np.ndarray] = []
-    for batch in iter_batches(tokenizer, examples, batch_size, max_length, cpu):
-        out.append(model(**model_inputs(batch)).logits.float().numpy())
-    return np.concatenate(out, axis=0) if out else np.zeros((0, 0), dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class Parity:
-    reference: str  # what the ONNX model was compared against
-    agreement: float  # fraction of examples with the same predicted label
-    max_abs_logit_diff: float
-    n: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def parity(onnx_out: np.ndarray, reference_out: np.ndarray, reference: str) -> Parity:
-    if onnx_out.shape != reference_out.shape:
-        raise ExportParityFailed(
-            f"ONNX logits have shape {onnx_out.shape}, {reference} {reference_out.shape}"
-        )
-    n = int(onnx_out.shape[0])
-    if n == 0:
-        return Parity(reference, 1.0, 0.0, 0)
-    same = int((onnx_out.argmax(axis=-1) == reference_out.argmax(axis=-1)).sum())
-    diff = float(np.abs(onnx_out.astype(np.float64) - reference_out.astype(np.float64)).max())
-    return Parity(reference, same / n, diff, n)
-
-
-def require_parity(result: Parity, variant: str, min_agreement: float) -> None:
-    """Raise `ExportParityFailed` when the label agreement is under `min_agreement`."""
+def require_parity(result: Agreement, variant: str, min_agreement: float) -> None:
+    """Raise `ExportParityFailed` when the agreement is under `min_agreement`."""
     if result.agreement < min_agreement:
         raise ExportParityFailed(
             f"{variant} ONNX export agrees with {result.reference} on {result.agreement:.2%} "
-            f"of {result.n} dev examples (needs >= {min_agreement:.2%}; max |logit diff| "
-            f"{result.max_abs_logit_diff:.4g})"
+            f"of {result.n} dev {result.unit} (needs >= {min_agreement:.2%}; max |output "
+            f"diff| {result.max_abs_diff:.4g})"
         )
 
 
@@ -235,7 +186,7 @@ def timed_runs(session: Any, feed: dict[str, np.ndarray], n: int) -> list[float]
     times: list[float] = []
     for _ in range(n):
         t0 = time.perf_counter()
-        session.run([LOGITS], feed)
+        session.run(None, feed)
         times.append((time.perf_counter() - t0) * 1000.0)
     return times
 

@@ -23,6 +23,7 @@ from app.settings import Settings
 from app.storage import ArtifactStore
 from worker.job_store import ModelRecord
 from worker.pipelines.errors import ModelInvalid, ModelUnavailable
+from worker.pipelines.tasks.base import Task, TaskData
 
 log = logging.getLogger(__name__)
 READY_MARKER = ".scalpel-extracted"
@@ -112,20 +113,6 @@ def read_config(path: Path) -> dict[str, Any]:
     return cfg
 
 
-def config_num_labels(cfg: dict[str, Any]) -> int:
-    if isinstance(cfg.get("id2label"), dict):
-        return len(cfg["id2label"])
-    return int(cfg.get("num_labels", 2))
-
-
-def has_trained_head(cfg: dict[str, Any], num_labels: int) -> bool:
-    """A checkpoint with a sequence-classification head for the same number of labels."""
-    archs = cfg.get("architectures") or []
-    return any(str(a).endswith("ForSequenceClassification") for a in archs) and (
-        config_num_labels(cfg) == num_labels
-    )
-
-
 def _weight_files(path: Path) -> list[Path]:
     single = path / "model.safetensors"
     if single.is_file():
@@ -172,14 +159,16 @@ def randomly_initialised(loading_info: dict[str, Any]) -> set[str]:
     return fresh
 
 
-def refuse_random_weights(loading_info: dict[str, Any], where: str) -> bool:
-    """Only the task head (classifier.*, and the pooler when the checkpoint has none) may be
-    initialised at random; raises ModelInvalid naming anything else. Returns whether the
-    checkpoint's own head was loaded."""
+def refuse_random_weights(
+    loading_info: dict[str, Any], where: str, head_prefixes: tuple[str, ...] = (HEAD_PREFIX,)
+) -> bool:
+    """Only the task head (`head_prefixes`: classifier.*, qa_outputs.*; and the pooler when
+    the checkpoint has none) may be initialised at random; raises ModelInvalid naming
+    anything else. Returns whether the checkpoint's own head was loaded."""
     fresh = randomly_initialised(loading_info)
     missing = {str(k) for k in loading_info.get("missing_keys") or ()}
     pooler = {k for k in fresh if k.startswith(POOLER_PREFIX)}
-    allowed = {k for k in fresh if k.startswith(HEAD_PREFIX)}
+    allowed = {k for k in fresh if k.startswith(head_prefixes)}
     if pooler and pooler == {p for p in missing if p.startswith(POOLER_PREFIX)} == set(POOLER):
         allowed |= pooler
     bad = sorted(fresh - allowed)
@@ -193,37 +182,51 @@ def refuse_random_weights(loading_info: dict[str, Any], where: str) -> bool:
             + ("; ".join(errors[:3])),
             code="weights_mismatch",
         )
-    return not any(k.startswith(HEAD_PREFIX) for k in fresh)
+    return not any(k.startswith(head_prefixes) for k in fresh)
+
+
+def auto_class(task: Task) -> Any:
+    import transformers
+
+    return getattr(transformers, task.auto_class)
 
 
 def load_from_dir(
-    path: Path, label_names: list[str], device: torch.device, *, seed: int, source: str
+    path: Path,
+    label_names: list[str],
+    device: torch.device,
+    *,
+    seed: int,
+    source: str,
+    task: Task | None = None,
 ) -> LoadedModel:
+    """The model with `task`'s head (default: sequence classification over `label_names`)."""
+    from worker.pipelines.tasks import get_task
+
     set_offline()
+    task = task or get_task("sequence_classification")
     cfg = read_config(path)
     check_weights_cover_config(path, cfg)
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no tqdm bars
-    n = len(label_names)
+    head: TaskData[Any] = TaskData("", [], [], list(label_names))
     torch.manual_seed(seed)  # a fresh head is initialised the same way every run
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
+        model, info = auto_class(task).from_pretrained(
             str(path),
-            num_labels=n,
             use_safetensors=True,
             local_files_only=True,
-            id2label=dict(enumerate(label_names)),
-            label2id={name: i for i, name in enumerate(label_names)},
             ignore_mismatched_sizes=True,
             output_loading_info=True,
+            **task.model_config(head),
         )
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
         raise ModelInvalid(f"cannot load the model at {path.name}: {e}") from e
-    head_loaded = refuse_random_weights(info, path.name)
-    trained = has_trained_head(cfg, n) and head_loaded
+    head_loaded = refuse_random_weights(info, path.name, task.facts.head_prefixes)
+    trained = task.head_fits(cfg, head) and head_loaded
     model.to(device)
     return LoadedModel(model, tokenizer, path, trained, source)
 
@@ -232,6 +235,7 @@ def load_model(
     name: str,
     label_names: list[str],
     *,
+    task: Task,
     settings: Settings,
     lookup: ModelLookup,
     store: ArtifactStore,
@@ -244,12 +248,16 @@ def load_model(
         model_id = None
     if model_id is None:
         path = builtin_model_path(name)
-        return load_from_dir(path, label_names, device, seed=seed, source=f"builtin:{name}")
+        return load_from_dir(
+            path, label_names, device, seed=seed, source=f"builtin:{name}", task=task
+        )
     rec = lookup.get_uploaded_model(model_id)
     if rec is None:
         raise ModelUnavailable(f"uploaded model {model_id} not found")
     path = extract_uploaded(rec, store, settings)
-    return load_from_dir(path, label_names, device, seed=seed, source=f"upload:{model_id}")
+    return load_from_dir(
+        path, label_names, device, seed=seed, source=f"upload:{model_id}", task=task
+    )
 
 
 def resolve_device(setting: str) -> torch.device:

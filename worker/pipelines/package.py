@@ -1,7 +1,8 @@
 """Write the compressed model (HF directory), the int8 model and their archives.
 
 `model.tar.gz` holds an HF directory at the archive root: config.json, model.safetensors and
-the tokenizer files; `AutoModelForSequenceClassification.from_pretrained(dir)` loads it.
+the tokenizer files; the class its config names (`architectures`: BertForSequenceClassification,
+BertForTokenClassification, BertForQuestionAnswering) loads it with `from_pretrained(dir)`.
 `model-int8.tar.gz` holds config.json, the tokenizer, `model.int8.safetensors`
 (`worker.compression.int8_state_dict`) and `quantization.json` saying how to load it.
 """
@@ -58,8 +59,9 @@ def save_int8_dir(
         "activations": "quantized dynamically at run time (fp32 in and out)",
         "torch_version": torch.__version__,
         "load": (
-            "skeleton = AutoModelForSequenceClassification.from_config(AutoConfig."
-            "from_pretrained(dir)); worker.compression.load_int8_state_dict(skeleton, "
+            "config = AutoConfig.from_pretrained(dir); skeleton = getattr(transformers, "
+            "config.architectures[0])(config); "
+            "worker.compression.load_int8_state_dict(skeleton, "
             f"safetensors.torch.load_file(dir / '{INT8_WEIGHTS}'))"
         ),
     }
@@ -82,14 +84,33 @@ def make_tar_gz(folder: Path, dest: Path) -> Path:
     return dest
 
 
+def model_class(config: Any) -> Any:
+    """The transformers class a saved config names (`architectures`: BertForQuestionAnswering,
+    ...), so a saved model comes back with the head it was saved with."""
+    import transformers
+
+    archs = list(getattr(config, "architectures", None) or [])
+    cls = getattr(transformers, str(archs[0]), None) if archs else None
+    return cls if cls is not None else transformers.BertForSequenceClassification
+
+
+def load_hf_dir(folder: Path) -> nn.Module:
+    """A saved model directory back as the task model it was saved as, in eval mode."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(folder))
+    model: nn.Module = model_class(config).from_pretrained(str(folder)).eval()
+    return model
+
+
 def load_int8_dir(folder: Path) -> nn.Module:
     """Load a `model-int8` directory back into a dynamically quantized model."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
     from worker.compression import load_int8_state_dict
 
     config = AutoConfig.from_pretrained(str(folder))
-    skeleton = AutoModelForSequenceClassification.from_config(config)  # type: ignore[no-untyped-call]
+    skeleton = model_class(config)(config)
     qmodel: nn.Module = load_int8_state_dict(skeleton, load_file(str(folder / INT8_WEIGHTS)))
     return qmodel

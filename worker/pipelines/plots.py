@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from worker.pipelines.report_md import variants
+from worker.pipelines.report_md import metric_format, primary_metric, variants
 
 DPI = 100
 
@@ -45,41 +45,70 @@ def sparsity_plot(report: dict[str, Any], dest: Path) -> Path:
     return _save(fig, dest)
 
 
-def accuracy_plot(report: dict[str, Any], dest: Path) -> Path:
-    """Dev accuracy across pruning steps where recorded, and dense vs final models."""
+def _axis(name: str) -> tuple[float, str]:
+    """The scale a metric is plotted at (percent for fractions) and its axis label."""
+    fmt = metric_format(name)
+    return (100.0, f"dev {fmt.heading} (%)") if fmt.percent else (1.0, f"dev {fmt.heading}")
+
+
+def metric_plot(report: dict[str, Any], dest: Path) -> Path:
+    """The task's primary metric after each pruning step where recorded (else dense against
+    compressed by sparsity), and per model and runtime."""
+    return _save(metric_figure(report), dest)
+
+
+def metric_figure(report: dict[str, Any]) -> Any:
+    """The figure :func:`metric_plot` saves, its axes labelled with the primary metric."""
+    final = primary_metric(report["compressed"])
+    dense = primary_metric(report["dense"])
+    scale, axis = _axis(final.name)
     fig = _figure(8.0, 4.0)
     ax1 = fig.add_subplot(1, 2, 1)
     applied = (report.get("pruning") or {}).get("applied") or []
-    steps = [a for a in applied if a.get("accuracy") is not None]
-    dense_acc = report["dense"]["accuracy"]
+    steps = [(a["step"], v) for a in applied if (v := primary_metric(a).value) is not None]
     if steps:
         ax1.plot(
-            [a["step"] for a in steps],
-            [100 * a["accuracy"] for a in steps],
+            [s for s, _ in steps],
+            [scale * v for _, v in steps],
             marker="o",
             label="after pruning step",
         )
-        ax1.axhline(100 * dense_acc, color="grey", linestyle=":", label="dense")
-        ax1.axhline(
-            100 * report["compressed"]["accuracy"], color="#55a868", linestyle="--", label="final"
-        )
+        if dense.value is not None:
+            ax1.axhline(scale * dense.value, color="grey", linestyle=":", label="dense")
+        if final.value is not None:
+            ax1.axhline(scale * final.value, color="#55a868", linestyle="--", label="final")
         ax1.set_xlabel("training step")
         ax1.legend(loc="lower left", fontsize="small")
     else:
-        xs = [0.0, 100 * report["compressed"]["sparsity"]["overall"]]
-        ax1.plot(xs, [100 * dense_acc, 100 * report["compressed"]["accuracy"]], marker="o")
+        points = [
+            (sp, v)
+            for sp, v in (
+                (0.0, dense.value),
+                (report["compressed"]["sparsity"]["overall"], final.value),
+            )
+            if v is not None
+        ]
+        ax1.plot([100 * sp for sp, _ in points], [scale * v for _, v in points], marker="o")
         ax1.set_xlabel("encoder sparsity (%)")
-    ax1.set_ylabel("dev accuracy (%)")
-    ax1.set_title("Accuracy across pruning")
+    ax1.set_ylabel(axis)
+    ax1.set_title(f"{final.label} across pruning")
     ax2 = fig.add_subplot(1, 2, 2)
-    vs = variants(report)
-    labels = [f"{v['name']}\n{v['runtime']}" for v in vs]
-    ax2.barh(labels, [100 * v["accuracy"] for v in vs], color="#4c72b0")
-    ax2.set_xlim(0, 100)
-    ax2.set_xlabel("dev accuracy (%)")
+    scored = [
+        (v, s.value)
+        for v in variants(report)
+        if (s := primary_metric(v["scores"])).value is not None
+    ]
+    ax2.barh(
+        [f"{v['name']}\n{v['runtime']}" for v, _ in scored],
+        [scale * value for _, value in scored],
+        color="#4c72b0",
+    )
+    if metric_format(final.name).percent:
+        ax2.set_xlim(0, 100)
+    ax2.set_xlabel(axis)
     ax2.tick_params(axis="y", labelsize="x-small")
-    ax2.set_title("Accuracy per model")
-    return _save(fig, dest)
+    ax2.set_title(f"{final.label} per model")
+    return fig
 
 
 def latency_size_plot(report: dict[str, Any], dest: Path) -> Path:

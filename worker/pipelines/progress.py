@@ -72,6 +72,14 @@ class BaseReporter:
         if self.current is not None:
             self.stage_seconds[self.current] = round(self._clock() - self._stage_t0, 3)
 
+    def seconds_so_far(self) -> dict[str, float]:
+        """Each stage's seconds, the open stage's counted up to now (what a checkpoint
+        records; the open stage's figure is replaced when it really closes)."""
+        seconds = dict(self.stage_seconds)
+        if self.current is not None:
+            seconds[self.current] = round(self._clock() - self._stage_t0, 3)
+        return seconds
+
     def stage(self, name: str) -> None:
         self._close_stage()
         self.current = name

@@ -9,20 +9,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from app.schemas.job_spec import GradualSchedule, PruningSpec
-from worker.pipelines.batches import iter_batches, model_inputs
-from worker.pipelines.data import Example
 from worker.pipelines.gradual import GradualPruning, prune_points
+from worker.pipelines.inference import task_batches
+from worker.pipelines.tasks.base import Task, model_inputs, output_tensors
 
 DEFAULT_GRAD_BATCH = 8
 
 
-def classification_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    logits = model(**model_inputs(dict(batch))).logits
-    return F.cross_entropy(logits, batch["labels"])
+def task_loss(task: Task) -> Callable[[nn.Module, Mapping[str, torch.Tensor]], torch.Tensor]:
+    """The task's own loss of `model` on a batch: what oBERT's empirical Fisher differentiates."""
+
+    def loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return task.loss(output_tensors(task, model(**model_inputs(batch))), batch)
+
+    return loss
 
 
 def method_config(spec: PruningSpec) -> Any:
@@ -49,15 +52,17 @@ def method_config(spec: PruningSpec) -> Any:
 def gradient_source(
     model: nn.Module,
     tokenizer: Any,
-    examples: Sequence[Example],
+    examples: Sequence[Any],
     config: Any,
     *,
+    task: Task,
     max_length: int,
     device: torch.device,
     seed: int,
 ) -> Any:
-    """Batches for oBERT's empirical Fisher: each call is one pass over a fresh seeded shuffle
-    of the train set (the compression package cycles it when it needs more gradients)."""
+    """Batches for oBERT's empirical Fisher from the task's training items `examples`: each
+    call is one pass over a fresh seeded shuffle of them (the compression package cycles it
+    when it needs more gradients); the loss is the task's own."""
     from worker.compression import GradientSource
 
     batch_size = int(getattr(config, "grad_batch_size", None) or DEFAULT_GRAD_BATCH)
@@ -67,9 +72,14 @@ def gradient_source(
         order = list(range(len(examples)))
         random.Random(seed * 7919 + rounds[0]).shuffle(order)
         rounds[0] += 1
-        return iter_batches(tokenizer, examples, batch_size, max_length, device, order)
+        return (
+            batch
+            for _, batch in task_batches(
+                task, tokenizer, examples, batch_size, max_length, device, order
+            )
+        )
 
-    return GradientSource(model, batches, classification_loss)
+    return GradientSource(model, batches, task_loss(task))
 
 
 @dataclass

@@ -11,6 +11,7 @@ import copy
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +19,17 @@ import torch
 from torch import nn
 
 from worker.pipelines import host, measure
-from worker.pipelines.export_stage import ONNX_FP32, ONNX_INT8, export_stage
+from worker.pipelines.export_stage import ONNX_FP32, ONNX_INT8, OnnxExport
 from worker.pipelines.package import make_tar_gz, save_hf_dir, save_int8_dir, weights_file
 from worker.pipelines.report_files import write_report_files
+from worker.pipelines.stages.dense import Dense
+from worker.pipelines.stages.evaluate import Evaluated
+from worker.pipelines.stages.load import Loaded
+from worker.pipelines.stages.quantize import Quantized
+from worker.pipelines.stages.recover import Recovered
 
 if TYPE_CHECKING:
     from worker.pipelines.context import PipelineContext
-    from worker.pipelines.state import RunState
 
 MODEL_ARCHIVE = "model.tar.gz"
 INT8_ARCHIVE = "model-int8.tar.gz"
@@ -32,6 +37,24 @@ REPORT = "report.json"
 GZIP = "application/gzip"
 JSON = "application/json"
 ONNX = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the stages made, for the `measure`, `export` and `package` stages."""
+
+    loaded: Loaded
+    dense: Dense
+    compressed: Recovered
+    quantized: Quantized
+    evaluated: Evaluated
+    resumed_from: dict[str, Any] | None  # the checkpoint this run resumed from
+    wall_start: float  # time.monotonic() when the run started
+
+    @property
+    def steps(self) -> dict[str, int]:
+        """Training steps by stage, in the order the stages ran."""
+        return {**self.dense.steps, **self.compressed.steps, **self.quantized.steps}
 
 
 def _cpu(model: nn.Module) -> nn.Module:
@@ -95,29 +118,30 @@ def _block_index(name: str) -> str:
     return "other"
 
 
-def measure_stage(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
-    from transformers import AutoModelForSequenceClassification
+def measure_stage(out: Outcome, ctx: PipelineContext) -> dict[str, Any]:
+    from worker.pipelines.package import load_hf_dir
 
-    assert state.model is not None and state.dense is not None and state.loaded is not None
     ctx.reporter.stage("measure")
-    tok, max_len = state.loaded.tokenizer, state.spec.dataset.max_length
+    model, qmodel, dense = out.quantized.model, out.quantized.qmodel, out.dense.frozen
+    tok, max_len = out.loaded.tokenizer, out.loaded.spec.dataset.max_length
     out_dir = ctx.scratch / "out"
-    model_dir = save_hf_dir(state.model, tok, out_dir / "model")
-    dense_dir = save_hf_dir(state.dense, tok, ctx.scratch / "dense")
-    saved = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    model_dir = save_hf_dir(model, tok, out_dir / "model")
+    dense_dir = save_hf_dir(dense, tok, ctx.scratch / "dense")
+    saved = load_hf_dir(model_dir)
+    config: Any = saved.config  # a transformers PreTrainedModel's
     ctx.reporter.step(0.1)
-    dense_targets_sparsity = _sparsity(state.dense)
+    dense_targets_sparsity = _sparsity(dense)
     m: dict[str, Any] = {
         "dense": {
-            "parameters": measure.count_parameters(state.dense),
+            "parameters": measure.count_parameters(dense),
             "encoder_sparsity": dense_targets_sparsity["overall"],
             "file_size": measure.file_sizes_mb(weights_file(dense_dir)),
-            "latency_cpu_ms": _latency(ctx, state.dense, tok, max_len),
+            "latency_cpu_ms": _latency(ctx, dense, tok, max_len),
         },
         "compressed": {
             "parameters": measure.count_parameters(saved),
-            "num_hidden_layers": int(saved.config.num_hidden_layers),
-            "kept_layers": state.kept_layers,
+            "num_hidden_layers": int(config.num_hidden_layers),
+            "kept_layers": out.compressed.kept_layers,
             "sparsity": _sparsity(saved),
             "file_size": measure.file_sizes_mb(weights_file(model_dir)),
         },
@@ -125,55 +149,49 @@ def measure_stage(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
     ctx.reporter.step(0.4)
     m["compressed"]["latency_cpu_ms"] = _latency(ctx, saved, tok, max_len)
     ctx.reporter.step(0.7)
-    if state.qmodel is not None:
+    if qmodel is not None:
         int8_dir = save_int8_dir(
-            state.qmodel,
-            state.model,
+            qmodel,
+            model,
             tok,
             out_dir / "model-int8",
-            method=state.spec.quantization.method,
+            method=out.loaded.spec.quantization.method,
         )
         m["int8"] = {
             "file_size": measure.file_sizes_mb(int8_dir / "model.int8.safetensors"),
-            "latency_cpu_ms": _latency(ctx, state.qmodel, tok, max_len),
+            "latency_cpu_ms": _latency(ctx, qmodel, tok, max_len),
         }
     return m
 
 
-def _applied(state: RunState) -> list[dict[str, Any]]:
-    """Pruning steps, with the dev accuracy measured right after each where recorded."""
-    out: list[dict[str, Any]] = []
-    for step, sparsity in state.masks.applied if state.masks else []:
+def _applied(out: Outcome) -> list[dict[str, Any]]:
+    """Pruning steps, with the primary dev metric measured right after each where recorded."""
+    rows: list[dict[str, Any]] = []
+    name = out.loaded.task.facts.primary_metric
+    metric = out.compressed.prune_metric
+    for step, sparsity in out.compressed.applied:
         entry: dict[str, Any] = {"step": step, "sparsity": sparsity}
-        if (step, sparsity) in state.prune_accuracy:
-            entry["accuracy"] = state.prune_accuracy[(step, sparsity)]
-        out.append(entry)
-    return out
+        if (step, sparsity) in metric:
+            entry["primary_metric"] = {"name": name, "value": metric[(step, sparsity)]}
+        rows.append(entry)
+    return rows
 
 
-def _eval_block(ev: Any) -> dict[str, Any]:
-    return {
-        "accuracy": ev.accuracy,
-        "macro_f1": ev.macro_f1,
-        "per_class": ev.per_class,
-        "eval_examples": ev.n,
-    }
-
-
-def package_outputs(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
-    assert state.data is not None and state.loaded is not None
-    assert state.dense_eval is not None and state.eval is not None
-    m = measure_stage(state, ctx)
-    onnx = export_stage(state, ctx)
+def package_outputs(
+    out: Outcome, m: dict[str, Any], onnx: OnnxExport, ctx: PipelineContext
+) -> dict[str, Any]:
+    """The `package` stage: the archives and ONNX files as artifacts, report.json and its
+    report files; returns the summary kept on the job."""
     ctx.reporter.stage("package")
-    spec = state.spec
+    loaded, spec, evaluated = out.loaded, out.loaded.spec, out.evaluated
+    data, dense_eval, int8_eval = loaded.data, out.dense.metrics, evaluated.int8
     out_dir = ctx.scratch / "out"
     archives: dict[str, dict[str, str]] = {}
     sha = ctx.add_artifact(
         "model", make_tar_gz(out_dir / "model", ctx.scratch / MODEL_ARCHIVE), MODEL_ARCHIVE, GZIP
     )
     archives["model"] = {"filename": MODEL_ARCHIVE, "sha256": sha}
-    if state.qmodel is not None:
+    if out.quantized.qmodel is not None:
         path = make_tar_gz(out_dir / "model-int8", ctx.scratch / INT8_ARCHIVE)
         sha = ctx.add_artifact("model_int8", path, INT8_ARCHIVE, GZIP)
         archives["model_int8"] = {"filename": INT8_ARCHIVE, "sha256": sha}
@@ -186,39 +204,41 @@ def package_outputs(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
     ctx.reporter.end()
     report: dict[str, Any] = {
         "job_id": ctx.job_id,
+        "task": spec.task,
         "spec": spec.model_dump(mode="json"),
         "model": {
-            "source": state.loaded.source,
-            "had_trained_head": state.loaded.has_trained_head,
-            "finetuned_dense": state.finetuned,
+            "source": loaded.loaded.source,
+            "had_trained_head": loaded.loaded.has_trained_head,
+            "finetuned_dense": out.dense.finetuned,
         },
         "dataset": {
-            "name": state.data.name,
-            "label_names": state.data.label_names,
-            "train_examples": len(state.data.train),
-            "dev_examples": len(state.data.dev),
+            "name": data.name,
+            "label_names": data.label_names,
+            "train_examples": len(data.train),
+            "train_items": len(loaded.train_items),
+            "dev_examples": len(data.dev),
+            "dev_items": len(loaded.evalset.items),
         },
         "max_length": spec.dataset.max_length,
         "device": str(ctx.device),
         "cpu": host.cpu_info(torch.get_num_threads()),
-        "dense": {**_eval_block(state.dense_eval), **m["dense"]},
-        "compressed": {**_eval_block(state.eval), **m["compressed"]},
-        "int8": (
-            {**_eval_block(state.int8_eval), **m["int8"]} if state.int8_eval is not None else None
-        ),
+        "dense": {**dense_eval.as_dict(), **m["dense"]},
+        "compressed": {**evaluated.compressed.as_dict(), **m["compressed"]},
+        "int8": {**int8_eval.as_dict(), **m["int8"]} if int8_eval is not None else None,
         "pruning": {
             "method": spec.pruning.method,
             "target_sparsity": spec.pruning.sparsity,
             "structure": spec.pruning.structure,
             "scope": spec.pruning.scope,
             "schedule": spec.pruning.schedule.kind,
-            "applied": _applied(state),
+            "applied": _applied(out),
         },
         "onnx": onnx.section,
-        "training_steps": state.steps,
-        "resumed_from": state.resumed_from,
+        "teacher_cache": out.dense.teacher.stats.as_dict(),
+        "training_steps": out.steps,
+        "resumed_from": out.resumed_from,
         "stage_seconds": dict(ctx.reporter.stage_seconds),
-        "total_seconds": round(time.monotonic() - state.wall_start, 3),
+        "total_seconds": round(time.monotonic() - out.wall_start, 3),
         "versions": _versions(),
         "artifacts": archives,
     }
@@ -233,13 +253,22 @@ def package_outputs(state: RunState, ctx: PipelineContext) -> dict[str, Any]:
     return summary(report)
 
 
+def _primary(block: dict[str, Any]) -> dict[str, Any]:
+    return dict(block["primary_metric"])
+
+
 def summary(report: dict[str, Any]) -> dict[str, Any]:
-    """The few numbers kept on the job row (the report holds the rest)."""
+    """The few numbers kept on the job row (the report holds the rest): the task's primary
+    metric of each model as {name, value}, every scalar metric of the compressed model by
+    name (`accuracy`, `f1`, ...) and the dense, int8 and ONNX ones prefixed."""
     c, d = report["compressed"], report["dense"]
+    name = c["primary_metric"]["name"]
     out: dict[str, Any] = {
-        "dense_accuracy": d["accuracy"],
-        "accuracy": c["accuracy"],
-        "macro_f1": c["macro_f1"],
+        "task": report["task"],
+        "primary_metric": _primary(c),
+        "dense_primary_metric": _primary(d),
+        **{k: v for k, v in c.items() if isinstance(v, float) and k != "encoder_sparsity"},
+        f"dense_{name}": d["primary_metric"]["value"],
         "sparsity": c["sparsity"]["overall"],
         "parameters": c["parameters"],
         "model_size_mb": c["file_size"]["raw_mb"],
@@ -251,14 +280,17 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "total_seconds": report["total_seconds"],
     }
     if report["int8"] is not None:
-        out["int8_accuracy"] = report["int8"]["accuracy"]
+        out["int8_primary_metric"] = _primary(report["int8"])
+        out[f"int8_{name}"] = report["int8"]["primary_metric"]["value"]
         out["int8_size_mb"] = report["int8"]["file_size"]["raw_mb"]
         out["int8_latency_b1_ms"] = report["int8"]["latency_cpu_ms"]["batch_1_ms"]
     onnx = report.get("onnx")
     if onnx:
-        out["onnx_accuracy"] = onnx["fp32"]["accuracy"]
+        out["onnx_primary_metric"] = _primary(onnx["fp32"])
+        out[f"onnx_{name}"] = onnx["fp32"]["primary_metric"]["value"]
         out["onnx_agreement"] = onnx["fp32"]["parity"]["agreement"]
-        out["onnx_int8_accuracy"] = onnx["int8"]["accuracy"]
+        out["onnx_int8_primary_metric"] = _primary(onnx["int8"])
+        out[f"onnx_int8_{name}"] = onnx["int8"]["primary_metric"]["value"]
         out["onnx_int8_latency_b1_ms"] = onnx["int8"]["latency_cpu_ms"]["batch_1_ms"]
         out["onnx_int8_speedup_b1"] = onnx["int8"]["speedup_vs_dense"]["batch_1"]
     return out

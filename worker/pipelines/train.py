@@ -1,6 +1,7 @@
-"""A plain PyTorch fine-tuning loop: AdamW, linear warmup then linear decay, gradient
-clipping, seeded shuffling, dynamic padding, epochs or max_steps, optional knowledge
-distillation from a frozen teacher, and callbacks (mask holding, gradual pruning, progress)."""
+"""A plain PyTorch fine-tuning loop over a task's items: AdamW, linear warmup then linear
+decay, gradient clipping, seeded shuffling, dynamic padding, epochs or max_steps, the task's
+loss or its distillation loss against a frozen teacher (whose outputs `Teacher` caches), and
+callbacks (mask holding, gradual pruning, progress)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from worker.pipelines.batches import iter_batches, model_inputs
-from worker.pipelines.data import Example
+from worker.pipelines.inference import task_batches
+from worker.pipelines.tasks.base import Task, model_inputs, output_tensors
+from worker.pipelines.teacher import Teacher
 
 
 @dataclass(frozen=True)
@@ -92,24 +93,6 @@ def total_steps(n_examples: int, cfg: TrainConfig) -> int:
     return max(0, math.ceil(cfg.epochs * steps_per_epoch(n_examples, cfg.batch_size)))
 
 
-def distillation_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    labels: torch.Tensor,
-    hardness: float,
-    temperature: float,
-) -> torch.Tensor:
-    """(1-h)*CE(student, labels) + h*T^2*KL(softmax(teacher/T) || softmax(student/T))."""
-    t = temperature
-    ce = F.cross_entropy(student_logits, labels)
-    kl = F.kl_div(
-        F.log_softmax(student_logits / t, dim=-1),
-        F.softmax(teacher_logits / t, dim=-1),
-        reduction="batchmean",
-    )
-    return (1.0 - hardness) * ce + hardness * (t * t) * kl
-
-
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
@@ -154,35 +137,46 @@ def rewinding_schedule(warmup: int, total: int, restarts: Sequence[int]) -> Call
     return factor
 
 
+def default_task() -> Task:
+    from worker.pipelines.tasks import get_task
+
+    return get_task("sequence_classification")
+
+
 def train(
     model: nn.Module,
     tokenizer: Any,
-    examples: Sequence[Example],
+    examples: Sequence[Any],
     cfg: TrainConfig,
     device: torch.device,
     *,
+    task: Task | None = None,
     callbacks: Sequence[TrainCallback] = (),
     on_step: Callable[[int, int], None] | None = None,
-    teacher: nn.Module | None = None,
+    teacher: Teacher | nn.Module | None = None,
     distill: DistillConfig | None = None,
     steps: int | None = None,
     progress: TrainProgress | None = None,
     lr_restarts: Sequence[int] = (),
 ) -> TrainResult:
-    """Train for `steps` (default: from cfg) optimizer steps. `on_step(done, total)` runs after
+    """Train on the task's training items `examples` (default task: sequence classification)
+    for `steps` (default: from cfg) optimizer steps. `on_step(done, total)` runs after
     each step (progress, cancel); it may raise to stop training. With `progress` at step s > 0,
     training resumes there (optimizer/scheduler states restored, the first s batches of the
     seeded order skipped). `lr_restarts`: steps where the learning rate rewinds
     (rewinding_schedule); none: one linear schedule."""
     if not examples:
         raise ValueError("no training examples")
+    task = task or default_task()
+    if isinstance(teacher, nn.Module):
+        teacher = Teacher(teacher, task, max_bytes=0)
+    if teacher is not None and distill is not None:
+        teacher.bind(tokenizer, examples, cfg.max_length, device)
     total = total_steps(len(examples), cfg) if steps is None else steps
     start = progress.step if progress is not None else 0
     if start == 0:
         torch.manual_seed(cfg.seed)
     model.train()
-    if teacher is not None:
-        teacher.eval()
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, rewinding_schedule(int(cfg.warmup_ratio * total), total, lr_restarts)
@@ -200,22 +194,24 @@ def train(
         order = list(range(len(examples)))
         random.Random(cfg.seed * 1_000_003 + epoch).shuffle(order)
         order, skip = order[skip * cfg.batch_size :], 0
-        for batch in iter_batches(
-            tokenizer, examples, cfg.batch_size, cfg.max_length, device, order
+        for indices, batch in task_batches(
+            task, tokenizer, examples, cfg.batch_size, cfg.max_length, device, order
         ):
             if step >= total:
                 break
             for cb in callbacks:
                 cb.on_step_begin(step, total)
-            out = model(**model_inputs(batch))
+            out = output_tensors(task, model(**model_inputs(batch)))
             if teacher is not None and distill is not None:
-                with torch.no_grad():
-                    t_logits = teacher(**model_inputs(batch)).logits
-                loss = distillation_loss(
-                    out.logits, t_logits, batch["labels"], distill.hardness, distill.temperature
+                loss = task.distill_loss(
+                    out,
+                    teacher.outputs(indices, batch),
+                    batch,
+                    hardness=distill.hardness,
+                    temperature=distill.temperature,
                 )
             else:
-                loss = F.cross_entropy(out.logits, batch["labels"])
+                loss = task.loss(out, batch)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()

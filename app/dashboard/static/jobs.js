@@ -2,9 +2,17 @@
 
 import { listJobs } from "./api.js";
 import { clear, fmtTime, h } from "./dom.js";
+import { jobMetric } from "./metrics.js";
 import { badge, jobHref, jobName, progressBar } from "./widgets.js";
 
 export const POLL_MS = 2000;
+
+// The compressed model's primary metric by name ("F1 81.0%"), once the job has one.
+function result(job) {
+  const m = jobMetric(job.metrics);
+  if (typeof m.value !== "number") return h("td", { class: "job-metric" }, "—");
+  return h("td", { class: "job-metric", "data-metric": m.name }, `${m.label} ${m.formatted}`);
+}
 
 function row(job) {
   return h(
@@ -14,13 +22,15 @@ function row(job) {
     h("td", {}, badge(job.status)),
     h("td", { class: "job-stage" }, job.stage ?? "—"),
     h("td", {}, progressBar(job.progress)),
+    result(job),
     h("td", {}, fmtTime(job.created_at)),
   );
 }
 
 function table(jobs) {
   if (jobs.length === 0) return h("p", { class: "empty" }, "No jobs yet.");
-  const head = ["Job", "Status", "Stage", "Progress", "Created"].map((t) => h("th", {}, t));
+  const head = ["Job", "Status", "Stage", "Progress", "Result", "Created"]
+    .map((t) => h("th", {}, t));
   return h(
     "table",
     { class: "jobs" },

@@ -1,6 +1,8 @@
-// The report's headline figures (from report.json, else the job's metrics).
+// The report's headline figures (from report.json, else the job's metrics); the first card
+// is the task's primary metric (its `data-figure` is the metric's name).
 
 import { fmtNumber, fmtPercent, h } from "./dom.js";
+import { formatMetric, isNamedMetric, jobMetric, metricFormat, primaryMetric } from "./metrics.js";
 
 const dig = (obj, ...path) =>
   path.reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), obj);
@@ -9,9 +11,9 @@ export function figuresFromReport(report) {
   const c = report.compressed || {};
   const d = report.dense || {};
   return {
-    accuracy: c.accuracy,
-    dense_accuracy: d.accuracy,
-    int8_accuracy: dig(report, "int8", "accuracy"),
+    metric: primaryMetric(c),
+    dense_metric: primaryMetric(d),
+    int8_metric: report.int8 ? primaryMetric(report.int8) : null,
     sparsity: dig(c, "sparsity", "overall"),
     target_sparsity: dig(report, "pruning", "target_sparsity"),
     size_mb: dig(c, "file_size", "raw_mb"),
@@ -25,9 +27,9 @@ export function figuresFromReport(report) {
 
 export function figuresFromMetrics(m) {
   return {
-    accuracy: m.accuracy,
-    dense_accuracy: m.dense_accuracy,
-    int8_accuracy: m.int8_accuracy,
+    metric: jobMetric(m),
+    dense_metric: jobMetric(m, "dense_"),
+    int8_metric: jobMetric(m, "int8_"),
     sparsity: m.sparsity,
     size_mb: m.model_size_mb,
     gzip_mb: m.model_gzip_mb,
@@ -50,12 +52,12 @@ function card(key, label, value, note) {
 export function figureCards(f) {
   const ms = (v) => (typeof v === "number" ? `${fmtNumber(v, 2)} ms` : "—");
   const mb = (v) => (typeof v === "number" ? `${fmtNumber(v, 2)} MB` : "—");
-  const pct = (v) => (typeof v === "number" ? `${fmtNumber(v * 100, 1)}%` : "—");
   return h(
     "div",
     { class: "figures" },
-    card("accuracy", "Accuracy", pct(f.accuracy), `dense ${pct(f.dense_accuracy)}` +
-      (typeof f.int8_accuracy === "number" ? `, int8 ${pct(f.int8_accuracy)}` : "")),
+    card(f.metric.name, f.metric.label, f.metric.formatted, `dense ${f.dense_metric.formatted}` +
+      (f.int8_metric && typeof f.int8_metric.value === "number"
+        ? `, int8 ${f.int8_metric.formatted}` : "")),
     card("sparsity", "Sparsity", fmtPercent(f.sparsity),
       typeof f.target_sparsity === "number" ? `target ${fmtPercent(f.target_sparsity)}` : null),
     card("size", "Size", mb(f.size_mb), `gzip ${mb(f.gzip_mb)}` +
@@ -68,7 +70,10 @@ export function figureCards(f) {
 export function metricsTable(metrics) {
   const entries = Object.entries(metrics || {});
   if (entries.length === 0) return h("p", { class: "empty" }, "No metrics yet.");
-  const value = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : fmtNumber(v, 4));
+  const value = (v) => {
+    if (isNamedMetric(v)) return `${metricFormat(v.name).label} ${formatMetric(v.name, v.value)}`;
+    return v !== null && typeof v === "object" ? JSON.stringify(v) : fmtNumber(v, 4);
+  };
   return h(
     "table",
     { class: "metrics" },

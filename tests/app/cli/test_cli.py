@@ -101,6 +101,25 @@ def test_cancel_and_watch_exit_codes(cli: Cli, server: Server) -> None:
     assert r.exit_code == 0 and lines[-1]["status"] == "succeeded"
 
 
+def test_show_leads_with_the_primary_metric(cli: Cli, server: Server) -> None:
+    qa = submit(cli)
+    server.finish_job(qa["id"], "succeeded", stage="package", progress=1.0, metrics={
+        "task": "question_answering", "primary_metric": {"name": "f1", "value": 0.8125},
+        "dense_primary_metric": {"name": "f1", "value": 0.85},
+        "onnx_int8_primary_metric": {"name": "f1", "value": 0.79}, "exact_match": 0.72,
+        "f1": 0.8125, "dense_f1": 0.85, "sparsity": 0.5,
+    })  # fmt: skip
+    r = cli("show", qa["id"])
+    assert r.exit_code == 0
+    assert ("metrics: f1=0.8125  dense_f1=0.85  task=question_answering  onnx_int8_f1=0.79  "
+            "exact_match=0.72  sparsity=0.5") in r.stdout  # fmt: skip
+    old = submit(cli)  # a job from before the tasks: accuracy is its primary metric
+    old_metrics = {"dense_accuracy": 0.93, "accuracy": 0.91, "macro_f1": 0.9}
+    server.finish_job(old["id"], "succeeded", stage="package", progress=1.0, metrics=old_metrics)
+    r = cli("show", old["id"])
+    assert "metrics: accuracy=0.91  dense_accuracy=0.93  macro_f1=0.9" in r.stdout
+
+
 def test_watch_gives_up_after_timeout(cli: Cli) -> None:
     job = submit(cli)
     r = cli("watch", job["id"], "--interval", "0.1", "--timeout", "0.3")

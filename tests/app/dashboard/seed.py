@@ -34,6 +34,36 @@ REPORT: dict[str, Any] = {
     "pruning": {"target_sparsity": 0.5},
 }  # fmt: skip
 
+# A question-answering job as the worker writes it now: every block names its primary metric.
+QA_REPORT: dict[str, Any] = {
+    "task": "question_answering",
+    "dense": {"primary_metric": {"name": "f1", "value": 0.85}, "f1": 0.85, "exact_match": 0.77,
+              "file_size": {"raw_mb": 86.7}, "latency_cpu_ms": {"batch_1_ms": 40.0}},
+    "compressed": {
+        "primary_metric": {"name": "f1", "value": 0.8125}, "f1": 0.8125, "exact_match": 0.72,
+        "sparsity": {"overall": 0.8}, "file_size": {"raw_mb": 20.0, "gzip_mb": 9.0},
+        "latency_cpu_ms": {"batch_1_ms": 20.0, "batch_32_ms": 300.0}},
+    "int8": {"primary_metric": {"name": "f1", "value": 0.79}, "f1": 0.79, "exact_match": 0.7,
+             "file_size": {"raw_mb": 6.0}, "latency_cpu_ms": {"batch_1_ms": 10.0}},
+    "pruning": {"target_sparsity": 0.8},
+}  # fmt: skip
+QA_METRICS: dict[str, Any] = {
+    "task": "question_answering", "primary_metric": {"name": "f1", "value": 0.8125},
+    "dense_primary_metric": {"name": "f1", "value": 0.85}, "f1": 0.8125, "exact_match": 0.72,
+    "dense_f1": 0.85, "sparsity": 0.8,
+}  # fmt: skip
+REGRESSION_METRICS: dict[str, Any] = {
+    "task": "regression", "primary_metric": {"name": "spearman", "value": 0.87149},
+    "dense_primary_metric": {"name": "spearman", "value": 0.8804}, "spearman": 0.87149,
+    "pearson": 0.86, "mse": 0.52, "dense_spearman": 0.8804, "sparsity": 0.5,
+    "model_size_mb": 43.21, "latency_b1_ms": 6.25,
+}  # fmt: skip
+NER_METRICS: dict[str, Any] = {
+    "task": "token_classification", "primary_metric": {"name": "entity_f1", "value": 0.8471},
+    "dense_primary_metric": {"name": "entity_f1", "value": 0.9},
+    "int8_primary_metric": {"name": "entity_f1", "value": 0.83}, "entity_f1": 0.8471,
+}  # fmt: skip
+
 
 def png_bytes(width: int = 6, height: int = 4) -> bytes:
     """A valid RGB PNG, without an imaging library."""
@@ -74,6 +104,9 @@ class Seeded:
     succeeded: str
     evil: str
     model_artifact: str
+    qa: str  # new-style metrics and report.json
+    regression: str  # new-style metrics, no report
+    ner: str  # new-style metrics with an int8 model, no report
 
 
 def submit(server: Server) -> str:
@@ -98,4 +131,10 @@ def seed(server: Server) -> Seeded:
         evil, "failed", spec={**spec(), "name": XSS_NAME}, error_code="bad_input",
         error_message=XSS_ERROR,
     )  # fmt: skip
-    return Seeded(queued, running, succeeded, evil, model)
+    qa, regression, ner = (submit(server) for _ in range(3))
+    server.finish_job(qa, "succeeded", stage="package", progress=1.0, metrics=QA_METRICS)
+    qa_report = json.dumps(QA_REPORT).encode()
+    add_artifact(server, qa, qa_report, "report", "report.json", "application/json")
+    for job_id, metrics in ((regression, REGRESSION_METRICS), (ner, NER_METRICS)):
+        server.finish_job(job_id, "succeeded", stage="package", progress=1.0, metrics=metrics)
+    return Seeded(queued, running, succeeded, evil, model, qa, regression, ner)

@@ -231,13 +231,13 @@ def test_uploaded_model_config_drives_the_estimate(make_client: MakeClient) -> N
     from app.services.job_estimate import DataSizes, estimate
 
     uploaded = upload_model(make_client(), zip_bytes(GOOD)).json()
-    small = {"dataset": {"name": "tweets", "max_length": 8},
+    small = {"dataset": {"name": "sst2", "max_length": 8},
              "training": {"batch_size": 1, "eval_batch_size": 1}}  # fmt: skip
 
     def need(block: int) -> int:
         body = {**obert(obert={"block_size": block}), **small, "model": "m"}
         job = JobSpec.model_validate(body)
-        return estimate(job, uploaded["config"], DataSizes(8, 8, 3, None), 1e9).peak_bytes
+        return estimate(job, uploaded["config"], DataSizes(8, 8, 2, None), 1e9).peak_bytes
 
     assert need(64) > need(16)
     client = make_client(worker_memory_budget_bytes=str((need(16) + need(64)) // 2))
@@ -252,7 +252,7 @@ def test_uploaded_model_config_drives_the_estimate(make_client: MakeClient) -> N
 def test_max_length_over_the_models_positions_is_422(client: TestClient) -> None:
     data = with_config(max_position_embeddings=64)
     model_id = upload_model(client, data).json()["id"]
-    spec: dict[str, Any] = {"model": model_id, "dataset": {"name": "tweets", "max_length": 128}}
+    spec: dict[str, Any] = {"model": model_id, "dataset": {"name": "sst2", "max_length": 128}}
     body = problem(client.post("/v1/jobs", json=spec), 422, "invalid_spec")
     assert body["field"] == "dataset.max_length"
     spec["dataset"]["max_length"] = 64

@@ -73,3 +73,41 @@ def test_webhook_url_fits_its_column() -> None:
         with pytest.raises(ValidationError) as info:
             JobSpec.model_validate({**BASE, "webhook_url": url})
         assert loc(info.value) == "webhook_url"
+
+
+def test_task_defaults_sit_between_the_recipe_and_the_spec() -> None:
+    from app.schemas.job_spec import JobSpec
+
+    base = {"model": "minilm-l6", "dataset": {"name": "squad"}, "recipe": "obert-80"}
+    qa = JobSpec.model_validate({**base, "task": "question_answering"})
+    assert qa.training.learning_rate == 8e-5  # the task's, over the recipe's 5e-5
+    assert qa.dataset.max_length == 384
+    mine = {**base, "task": "question_answering", "training": {"learning_rate": 3e-5}}
+    assert JobSpec.model_validate(mine).training.learning_rate == 3e-5  # the spec's own wins
+    cls = JobSpec.model_validate({**base, "dataset": {"name": "sst2"}})
+    assert cls.task == "sequence_classification" and cls.training.learning_rate == 5e-5
+    assert cls.dataset.max_length == 128
+
+
+def test_doc_stride_is_at_most_half_the_window() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from app.schemas.job_spec import DatasetSpec
+
+    assert DatasetSpec.model_validate({"name": "squad", "max_length": 256, "doc_stride": 128})
+    with pytest.raises(ValidationError, match="at most half of max_length"):
+        DatasetSpec.model_validate({"name": "squad", "max_length": 256, "doc_stride": 129})
+    with pytest.raises(ValidationError, match="low < high"):
+        DatasetSpec.model_validate({"name": "stsb", "score_range": [5, 0]})
+
+
+def test_a_doc_stride_the_worker_could_not_window_is_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from app.schemas.job_spec import DatasetSpec
+
+    assert DatasetSpec.model_validate({"name": "squad", "max_length": 8, "doc_stride": 3})
+    with pytest.raises(ValidationError, match="max_length - 5"):
+        DatasetSpec.model_validate({"name": "squad", "max_length": 8, "doc_stride": 4})

@@ -98,13 +98,16 @@ def test_worker_finish_writes_the_delivery_in_its_transaction(
         lambda: Session(bind=db_session.connection(), join_transaction_mode="create_savepoint")
     )
     assert store.claim(job.id, "w:1", max_attempts=3).status == "running"
-    metrics = {"sparsity": 0.5, "accuracy": 0.9, "stage_seconds": {"train": 1.0}}
+    f1 = {"name": "f1", "value": 0.81}
+    metrics = {"sparsity": 0.5, "f1": 0.81, "primary_metric": f1, "stage_seconds": {"train": 1.0},
+               "per_type": {"PER": {"f1": 0.9}}, "odd": {"name": "x", "value": "y"}}  # fmt: skip
     assert store.finish(job.id, "failed", code="oom", message="boom", metrics=metrics) == "failed"
     db_session.expire_all()
     [d] = deliveries(db_session, job)
     assert d.event_type == "job.failed"
     assert d.payload["data"]["error_code"] == "oom"
-    assert d.payload["data"]["metrics"] == {"sparsity": 0.5, "accuracy": 0.9}
+    # scalars and the task's {name, value} primary metric; no nested breakdowns
+    assert d.payload["data"]["metrics"] == {"sparsity": 0.5, "f1": 0.81, "primary_metric": f1}
 
 
 def test_dispatch_retries_then_succeeds_with_one_webhook_id(

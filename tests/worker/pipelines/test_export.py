@@ -10,30 +10,36 @@ import numpy as np
 import pytest
 import torch
 
+from app.schemas.job_spec import DatasetSpec
 from tests.factories.tiny_bert import sentiment_rows
 from worker.compression import quantize_dynamic_int8
 from worker.pipelines import export as ex
 from worker.pipelines.data import Example
 from worker.pipelines.errors import ExportParityFailed
 from worker.pipelines.evaluate import evaluate
-from worker.pipelines.export_stage import EvalSetup, run_export
+from worker.pipelines.export_stage import run_export
+from worker.pipelines.inference import EvalSet, onnx_outputs, torch_outputs
+from worker.pipelines.tasks.base import Agreement
+from worker.pipelines.tasks.classification import TASK as CLASSIFICATION
 
 LABELS = ["negative", "positive"]
+CPU = torch.device("cpu")
 
 
 def _examples(n: int = 12) -> list[Example]:
     return [Example(text, None, label) for text, label in sentiment_rows(n, seed=3)]
 
 
-def _setup(tokenizer: Any, examples: list[Example]) -> EvalSetup:
-    return EvalSetup(
-        tokenizer=tokenizer,
-        examples=examples,
-        label_names=LABELS,
-        batch_size=5,  # uneven batches: padding differs between batches
-        max_length=16,
-        latency_iters=(1, 1),
-    )
+def _setup(
+    tokenizer: Any, examples: list[Example], max_length: int = 16, batch: int = 5
+) -> EvalSet:
+    # batch 5: uneven batches, so padding differs between batches
+    spec = DatasetSpec(name="sst2", max_length=max_length)
+    return EvalSet.of(CLASSIFICATION, tokenizer, examples, LABELS, spec, batch)
+
+
+def _logits(outputs: list[Any]) -> np.ndarray:
+    return np.stack([o["logits"] for o in outputs])
 
 
 def _pruned(model: Any) -> Any:
@@ -65,16 +71,20 @@ def test_export_parity_and_metrics_from_the_artifact(
     examples = _examples()
     compressed = _pruned(tiny_model)
     qmodel = quantize_dynamic_int8(compressed)
-    out = run_export(compressed, tiny_model, qmodel, _setup(tokenizer, examples), tmp_path)
+    out = run_export(
+        compressed, tiny_model, qmodel, _setup(tokenizer, examples), tmp_path, latency_iters=(1, 1)
+    )
     assert out.fp32.name == "model.onnx" and out.int8.name == "model-int8.onnx"
     sec = out.section
     fp32, int8, dense = sec["fp32"], sec["int8"], sec["dense_fp32"]
     assert fp32["parity"]["agreement"] == 1.0 and fp32["parity"]["n"] == len(examples)
-    assert fp32["parity"]["max_abs_logit_diff"] < 1e-4
+    assert fp32["parity"]["unit"] == "examples"
+    assert fp32["primary_metric"] == {"name": "accuracy", "value": fp32["accuracy"]}
+    assert fp32["parity"]["max_abs_diff"] < 1e-4
     assert dense["parity"]["agreement"] == 1.0
     assert int8["parity"]["reference"] == "pytorch_int8"
     assert 0.0 <= int8["parity"]["agreement"] <= 1.0
-    assert int8["parity"]["max_abs_logit_diff"] >= 0.0
+    assert int8["parity"]["max_abs_diff"] >= 0.0
     # accuracy computed by ONNX Runtime from the file equals an independent recomputation
     for v, path in ((fp32, out.fp32), (int8, out.int8)):
         assert v["accuracy"] == pytest.approx(_ort_accuracy_one_by_one(path, tokenizer, examples))
@@ -107,10 +117,13 @@ def test_onnx_graph_has_dynamic_axes_and_inputs(
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
     dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "sequence"]
+    assert [o.name for o in graph.output] == ["logits"]
+    assert [d.dim_param for d in graph.output[0].type.tensor_type.shape.dim] == ["batch", ""]
     sess = ex.open_session(path, threads=1)
     rows = [Example("a longer sentence than the export example had " * 3, None, 0)]
-    logits = ex.onnx_logits(sess, tokenizer, rows * 3, batch_size=3, max_length=40)
-    ref = ex.torch_logits(tiny_model, tokenizer, rows * 3, batch_size=3, max_length=40)
+    evalset = _setup(tokenizer, rows * 3, max_length=40, batch=3)
+    logits = _logits(onnx_outputs(evalset, sess))
+    ref = _logits(torch_outputs(evalset, tiny_model, CPU))
     assert logits.shape == (3, 2) and np.abs(logits - ref).max() < 1e-4
 
 
@@ -126,8 +139,9 @@ def test_attention_is_traced_in_its_eager_form_and_the_model_left_as_it_was(
     assert tiny_model.config._attn_implementation == "sdpa"
     rows = [Example("short", None, 0), Example("a much longer second row " * 2, None, 1)]
     sess = ex.open_session(path, threads=1)
-    logits = ex.onnx_logits(sess, tokenizer, rows, batch_size=2, max_length=16)
-    ref = ex.torch_logits(tiny_model, tokenizer, rows, batch_size=2, max_length=16)
+    evalset = _setup(tokenizer, rows, batch=2)
+    logits = _logits(onnx_outputs(evalset, sess))
+    ref = _logits(torch_outputs(evalset, tiny_model, CPU))
     assert np.abs(logits - ref).max() < 1e-4  # padded rows: the mask path is kept
 
 
@@ -157,7 +171,10 @@ def test_parity_failure_raises_typed_error(
 
     monkeypatch.setattr(ex, "export_onnx", broken_export)
     with pytest.raises(ExportParityFailed) as err:
-        run_export(tiny_model, tiny_model, None, _setup(tokenizer, _examples()), tmp_path)
+        run_export(
+            tiny_model, tiny_model, None, _setup(tokenizer, _examples()), tmp_path,
+            latency_iters=(1, 1),
+        )  # fmt: skip
     assert err.value.code == "export_parity_failed"
     assert "fp32 ONNX export agrees with pytorch_fp32 on" in err.value.message
     assert "needs >= 99.50%" in err.value.message
@@ -167,14 +184,17 @@ def test_parity_numbers() -> None:
     a = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.1], [0.0, 0.5]], dtype=np.float32)
     b = a.copy()
     b[2] = [0.1, 0.3]
-    p = ex.parity(a, b, "ref")
-    assert p.agreement == 0.75 and p.n == 4
-    assert p.max_abs_logit_diff == pytest.approx(0.2)
+    rows = [{"logits": r} for r in a]
+    refs = [{"logits": r} for r in b]
+    p = CLASSIFICATION.agree([], rows, refs, "ref", DatasetSpec(name="sst2"))
+    assert p.agreement == 0.75 and p.n == 4 and p.unit == "examples"
+    assert p.max_abs_diff == pytest.approx(0.2)
     ex.require_parity(p, "fp32", 0.75)
-    with pytest.raises(ExportParityFailed, match=r"75\.00%"):
+    with pytest.raises(ExportParityFailed, match=r"75\.00% of 4 dev examples"):
         ex.require_parity(p, "fp32", 0.995)
-    with pytest.raises(ExportParityFailed):
-        ex.parity(a, b[:3], "ref")
+    with pytest.raises(ValueError):
+        CLASSIFICATION.agree([], rows, refs[:3], "ref", DatasetSpec(name="sst2"))
+    assert isinstance(p, Agreement)
 
 
 def _initializer_shapes(path: Path) -> list[tuple[int, ...]]:
@@ -191,7 +211,10 @@ def test_emptied_neurons_leave_the_exported_graph_and_parity_holds(
     with torch.no_grad():
         fc1 = compressed.bert.encoder.layer[0].intermediate.dense
         fc1.weight[: width // 2] = 0.0  # half the neurons of layer 0 output a constant
-    out = run_export(compressed, tiny_model, None, _setup(tokenizer, _examples()), tmp_path)
+    out = run_export(
+        compressed, tiny_model, None, _setup(tokenizer, _examples()), tmp_path,
+        latency_iters=(1, 1),
+    )  # fmt: skip
     comp = out.section["compaction"]
     assert comp["applied"] and comp["layers"][0]["constant"] == width // 2
     assert comp["ffn_neurons"] - comp["ffn_neurons_kept"] == width // 2
@@ -200,7 +223,7 @@ def test_emptied_neurons_leave_the_exported_graph_and_parity_holds(
     assert (width, hidden) in _initializer_shapes(out.fp32)  # the other layer kept its width
     # the compacted graph against the uncompacted PyTorch model: the same function
     assert out.section["fp32"]["parity"]["agreement"] == 1.0
-    assert out.section["fp32"]["parity"]["max_abs_logit_diff"] < 1e-4
+    assert out.section["fp32"]["parity"]["max_abs_diff"] < 1e-4
 
 
 class _Recorder:
@@ -228,3 +251,13 @@ def test_interleaved_latencies_take_turns_between_sessions(tokenizer: Any) -> No
     for name in sessions:
         assert lat[name]["runs_b1"] == 9 and lat[name]["runs_b32"] == 3
         assert lat[name]["batch_1_ms"] >= 0 and lat[name]["throughput_b32_per_s"] >= 0
+
+
+def test_outputs_of_another_shape_fail_as_a_parity_failure(tokenizer: Any) -> None:
+    from worker.pipelines.export_stage import agreement
+
+    evalset = _setup(tokenizer, _examples(2))
+    two = [{"logits": np.zeros(2, dtype=np.float32)}] * 2
+    three = [{"logits": np.zeros(3, dtype=np.float32)}] * 2
+    with pytest.raises(ExportParityFailed, match="cannot be compared with pytorch_fp32"):
+        agreement(evalset, three, two, "pytorch_fp32")

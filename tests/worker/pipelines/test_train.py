@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from tests.factories.tiny_bert import sentiment_rows
 from worker.compression import MagnitudeConfig, encoder_linear_targets, hold_masks, prune
 from worker.pipelines.data import Example
+from worker.pipelines.tasks.classification import TASK as CLASSIFICATION
 from worker.pipelines.train import (
     DistillConfig,
     HoldMask,
     TrainConfig,
     TrainProgress,
-    distillation_loss,
     linear_schedule,
     rewinding_schedule,
     total_steps,
@@ -45,9 +45,17 @@ def test_kd_loss_matches_hand_computation() -> None:
         qt = [q / sum(qt) for q in qt]
         kl += sum(pt * math.log(pt / ps_) for pt, ps_ in zip(qt, qs, strict=True)) / 2
     expected = (1 - h) * ce + h * temp**2 * kl
-    got = distillation_loss(s, t, y, h, temp)
-    assert abs(float(got) - expected) < 1e-5
-    assert abs(float(distillation_loss(s, t, y, 0.0, temp)) - float(F.cross_entropy(s, y))) < 1e-6
+
+    def kd(hardness: float) -> float:
+        batch = {"labels": y}
+        loss = CLASSIFICATION.distill_loss(
+            {"logits": s}, {"logits": t}, batch, hardness=hardness, temperature=temp
+        )
+        return float(loss)
+
+    assert abs(kd(h) - expected) < 1e-5
+    assert abs(kd(0.0) - float(F.cross_entropy(s, y))) < 1e-6
+    assert abs(kd(1.0) - temp**2 * kl) < 1e-5
 
 
 def test_linear_schedule_and_steps() -> None:
