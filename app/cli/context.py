@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -100,3 +100,13 @@ def api(ctx: typer.Context) -> Iterator[ScalpelClient]:
         fail(st, Exit.ERROR, str(exc))
     except KeyboardInterrupt:
         fail(st, Exit.INTERRUPTED, "interrupted")
+
+
+# The --task option of job submission and data set upload (the API checks the value).
+TaskOption = Annotated[
+    str | None,
+    typer.Option(
+        help="sequence_classification (default), regression, token_classification or "
+        "question_answering."
+    ),
+]

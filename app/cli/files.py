@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from app.cli.context import api, emit_json, state
+from app.cli.context import TaskOption, api, emit_json, state
 from app.cli.render import DownloadBar
 from app.client import JSON
 from app.client.base import find_artifact
@@ -88,13 +88,7 @@ def upload_dataset(
         ),
     ],
     name: Annotated[str | None, typer.Option(help="Default: the file name.")] = None,
-    task: Annotated[
-        str | None,
-        typer.Option(
-            help="sequence_classification (default), regression, "
-            "token_classification or question_answering."
-        ),
-    ] = None,
+    task: TaskOption = None,
     text_columns: Annotated[str | None, typer.Option(help="One or two, comma separated.")] = None,
     label_column: Annotated[
         str | None, typer.Option(help="The label column (regression: the score column).")

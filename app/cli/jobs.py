@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.context import Exit, api, emit_json, fail, state
+from app.cli.context import Exit, TaskOption, api, emit_json, fail, state
 from app.cli.render import JobProgress, job_summary, jobs_table
 from app.cli.spec import SpecError, build_spec
 from app.client import JSON, ScalpelClient
@@ -30,13 +30,7 @@ def submit(
     spec_file: Annotated[
         Path | None, typer.Option("--spec", help="A job spec, YAML or JSON.")
     ] = None,
-    task: Annotated[
-        str | None,
-        typer.Option(
-            help="sequence_classification (default), regression, "
-            "token_classification or question_answering."
-        ),
-    ] = None,
+    task: TaskOption = None,
     model: Annotated[str | None, typer.Option(help="Built-in model or uploaded model id.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Built-in data set or uploaded id.")] = None,
     sparsity: Annotated[float | None, typer.Option(help="Target sparsity, 0 to 0.99.")] = None,

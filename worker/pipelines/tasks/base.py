@@ -12,7 +12,7 @@ on the right) and hands those to `score` and `agree`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -246,3 +246,11 @@ def pad_inputs(tokenizer: Any, items: Sequence[Any], device: torch.device) -> di
     if items[0].token_type_ids is not None:
         batch["token_type_ids"] = pad_ids([it.token_type_ids for it in items], width, 0, device)
     return batch
+
+
+def blend(hardness: float, soft: torch.Tensor, hard: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """(1 - hardness) * hard() + hardness * soft: the distillation loss every task mixes from
+    its own loss and its distillation term (`hard` is not computed at hardness 1)."""
+    if hardness >= 1.0:
+        return hardness * soft
+    return (1.0 - hardness) * hard() + hardness * soft

@@ -26,6 +26,7 @@ from worker.pipelines.tasks.base import (
     Output,
     Task,
     TaskData,
+    blend,
     has_head,
     labelled_head,
 )
@@ -100,9 +101,7 @@ class SequenceClassification:
         batch: Mapping[str, torch.Tensor], *, hardness: float, temperature: float,
     ) -> torch.Tensor:  # fmt: skip
         kl = soft_kl(student[LOGITS], teacher[LOGITS], temperature)
-        if hardness >= 1.0:
-            return hardness * kl
-        return (1.0 - hardness) * self.loss(student, batch) + hardness * kl
+        return blend(hardness, kl, lambda: self.loss(student, batch))
 
     def score(
         self, examples: Sequence[Any], items: Sequence[Any], outputs: Sequence[ItemOutputs],

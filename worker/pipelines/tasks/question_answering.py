@@ -33,6 +33,7 @@ from worker.pipelines.tasks.base import (
     Metrics,
     Output,
     TaskData,
+    blend,
     has_head,
     pad_inputs,
 )
@@ -248,9 +249,7 @@ class QuestionAnswering:
         kl_start = token_kl(student[START], teacher[START], mask, temperature)
         kl_end = token_kl(student[END], teacher[END], mask, temperature)
         soft = temperature**2 * (kl_start + kl_end) / 2
-        if hardness >= 1.0:
-            return hardness * soft
-        return (1.0 - hardness) * span_loss(student, batch) + hardness * soft
+        return blend(hardness, soft, lambda: span_loss(student, batch))
 
     def score(
         self, examples: Sequence[Any], items: Sequence[Any], outputs: Sequence[ItemOutputs],

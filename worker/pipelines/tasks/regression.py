@@ -60,6 +60,7 @@ from worker.pipelines.tasks.base import (
     Output,
     Task,
     TaskData,
+    blend,
     has_head,
     uploaded_record,
 )
@@ -292,7 +293,7 @@ class Regression:
         """(1 - hardness) * MSE(student, gold) + hardness * MSE(student, teacher);
         `temperature` is unused (no distribution to soften)."""
         soft = _mse(student[LOGITS][:, 0], teacher[LOGITS][:, 0].detach())
-        return (1.0 - hardness) * self.loss(student, batch) + hardness * soft
+        return blend(hardness, soft, lambda: self.loss(student, batch))
 
     def score(
         self, examples: Sequence[Any], items: Sequence[Any], outputs: Sequence[ItemOutputs],

@@ -56,6 +56,7 @@ from worker.pipelines.tasks.base import (
     Metrics,
     Output,
     TaskData,
+    blend,
     has_head,
     labelled_head,
     pad_ids,
@@ -263,9 +264,7 @@ class TokenClassification:
     ) -> torch.Tensor:  # fmt: skip
         real = batch["attention_mask"].bool()
         kl = soft_kl(student[LOGITS][real], teacher[LOGITS][real], temperature)
-        if hardness >= 1.0:
-            return hardness * kl
-        return (1.0 - hardness) * self.loss(student, batch) + hardness * kl
+        return blend(hardness, kl, lambda: self.loss(student, batch))
 
     def score(
         self, examples: Sequence[Any], items: Sequence[Any], outputs: Sequence[ItemOutputs],
