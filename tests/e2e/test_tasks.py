@@ -18,6 +18,7 @@ import pytest
 from app.schemas.job_spec import JobSpec
 from tests.e2e.harness import wait_job
 from tests.e2e.test_redis_postgres import download, stack, upload_tiny_model
+from tests.factories.datasets import OneDataset as _Uploads
 from worker.job_store import DatasetRecord
 
 pytestmark = pytest.mark.e2e
@@ -68,14 +69,6 @@ def upload_dataset(client: httpx.Client, path: Path, task: str) -> dict[str, Any
     body: dict[str, Any] = r.json()
     assert body["task"] == task
     return body
-
-
-class _Uploads:
-    def __init__(self, rec: DatasetRecord) -> None:
-        self.rec = rec
-
-    def get_uploaded_dataset(self, dataset_id: uuid.UUID) -> DatasetRecord | None:
-        return self.rec if dataset_id == self.rec.id else None
 
 
 def rescore(

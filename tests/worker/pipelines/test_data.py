@@ -10,6 +10,7 @@ import pytest
 
 from app.schemas.job_spec import DatasetSpec
 from app.storage import LocalStore
+from tests.factories.datasets import OneDataset as Lookup
 from tests.factories.tiny_bert import write_sst2_like
 from worker.job_store import DatasetRecord
 from worker.pipelines.data import (
@@ -20,14 +21,6 @@ from worker.pipelines.data import (
     tweets_path,
 )
 from worker.pipelines.errors import DatasetInvalid, DatasetUnavailable
-
-
-class Lookup:
-    def __init__(self, rec: DatasetRecord | None = None) -> None:
-        self.rec = rec
-
-    def get_uploaded_dataset(self, dataset_id: uuid.UUID) -> DatasetRecord | None:
-        return self.rec if self.rec is not None and self.rec.id == dataset_id else None
 
 
 def _load(

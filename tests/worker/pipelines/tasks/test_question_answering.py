@@ -18,6 +18,7 @@ from app.schemas.job_spec import DatasetSpec
 from app.services.squad_format import QAExample
 from app.settings import Settings
 from app.storage import LocalStore
+from tests.factories.datasets import OneDataset as Lookup
 from tests.factories.tiny_bert import minilm_dir, tiny_bert_config
 from worker.job_store import DatasetRecord
 from worker.pipelines.errors import DatasetInvalid, DatasetUnavailable, UnsupportedSpec
@@ -367,14 +368,6 @@ def squad_doc(*paragraphs: tuple[str, list[tuple[str, str, int]]]) -> dict[str, 
         {"context": c, "qas": [{"id": i, "question": "q?", "answers": [
             {"text": a, "answer_start": s}]} for i, a, s in qas]} for c, qas in paragraphs
     ]}]}  # fmt: skip
-
-
-class Lookup:
-    def __init__(self, rec: DatasetRecord | None = None) -> None:
-        self.rec = rec
-
-    def get_uploaded_dataset(self, dataset_id: uuid.UUID) -> DatasetRecord | None:
-        return self.rec if self.rec is not None and self.rec.id == dataset_id else None
 
 
 def load(name: str, data_dir: Path, lookup: Lookup | None = None, seed: int = 0) -> Any:

@@ -18,6 +18,7 @@ import torch
 from app.schemas.job_spec import DatasetSpec
 from app.settings import Settings
 from app.storage import LocalStore
+from tests.factories.datasets import OneDataset as Lookup
 from tests.factories.tiny_bert import minilm_dir, tiny_bert_config
 from worker.job_store import DatasetRecord
 from worker.pipelines.errors import DatasetInvalid, DatasetUnavailable
@@ -48,14 +49,6 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> float:
 def outs(values: Sequence[float], dtype: Any = np.float64) -> list[ItemOutputs]:
     """One ItemOutputs per item: a one-output head's logits, shape [1]."""
     return [{"logits": np.array([v], dtype=dtype)} for v in values]
-
-
-class Lookup:
-    def __init__(self, rec: DatasetRecord | None = None) -> None:
-        self.rec = rec
-
-    def get_uploaded_dataset(self, dataset_id: uuid.UUID) -> DatasetRecord | None:
-        return self.rec if self.rec is not None and self.rec.id == dataset_id else None
 
 
 def _load(

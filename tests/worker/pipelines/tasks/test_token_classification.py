@@ -19,6 +19,7 @@ import torch
 from app.schemas.job_spec import DatasetSpec
 from app.settings import Settings
 from app.storage import LocalStore
+from tests.factories.datasets import OneDataset as Lookup
 from tests.factories.tiny_bert import minilm_dir, tiny_bert_config
 from worker.job_store import DatasetRecord
 from worker.pipelines.errors import DatasetInvalid, DatasetUnavailable
@@ -217,14 +218,6 @@ def test_model_config_and_head_fits() -> None:
 
 
 # --- loading -------------------------------------------------------------------------------
-
-
-class Lookup:
-    def __init__(self, rec: DatasetRecord | None = None) -> None:
-        self.rec = rec
-
-    def get_uploaded_dataset(self, dataset_id: uuid.UUID) -> DatasetRecord | None:
-        return self.rec if self.rec is not None and self.rec.id == dataset_id else None
 
 
 def load(ds: DatasetSpec, data_dir: Path, lookup: Lookup | None = None, seed: int = 0) -> Any:
