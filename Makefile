@@ -9,7 +9,7 @@ STAMP := $(VENV)/.scalpel-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv browser demo serve test lint typecheck pytest bench-fisher bench-oneshot bench-recipe bench-latency bench-api-load clean
+.PHONY: venv browser demo serve test lint typecheck pytest bench-fisher bench-oneshot bench-recipe bench-latency bench-api-load bench-architectures clean
 
 # torch 2.13.0 goes in first (a CPU build lies on disk here); then the project with its extras,
 # so nothing pulls a CUDA build of torch.
@@ -59,6 +59,12 @@ bench-recipe: venv
 # cores, on a quiet machine (LATENCY_ARGS="--keep DIR"; DIR from RECIPE_ARGS="--keep DIR ...").
 bench-latency: venv
 	$(PY) bench/latency.py --out bench/results $(LATENCY_ARGS)
+
+# Every encoder family's tiny model trained from scratch on SST-2, pruned one-shot to 50/70% by
+# magnitude and oBERT, exported to ONNX fp32/int8: one JSON line per family, at 1 thread
+# (ARCH_ARGS adds options, e.g. ARCH_ARGS="--families roberta deberta-v2 --steps 200").
+bench-architectures: venv
+	$(PY) bench/architectures.py --out bench/results $(ARCH_ARGS)
 
 # Polling clients aiming at 1,200 status reads/s (the latency a client sees at that load), then
 # every connection back-to-back (the most the API serves).

@@ -25,8 +25,6 @@ class TaskFacts:
     name: TaskName
     # A trained head for this task: config.json `architectures` ends with this
     head_suffix: str
-    # The head's parameters (what may be initialised at random when absent)
-    head_prefixes: tuple[str, ...]
     primary_metric: str
     # Classes (classification) or tags (token classification) name the model's outputs
     labelled: bool
@@ -36,20 +34,17 @@ class TaskFacts:
 
 TASK_FACTS: dict[TaskName, TaskFacts] = {
     "sequence_classification": TaskFacts(
-        "sequence_classification", "ForSequenceClassification", ("classifier.",), "accuracy", True
+        "sequence_classification", "ForSequenceClassification", "accuracy", True
     ),
-    "regression": TaskFacts(
-        "regression", "ForSequenceClassification", ("classifier.",), "spearman", False
-    ),
+    "regression": TaskFacts("regression", "ForSequenceClassification", "spearman", False),
     "token_classification": TaskFacts(
-        "token_classification", "ForTokenClassification", ("classifier.",), "entity_f1", True
+        "token_classification", "ForTokenClassification", "entity_f1", True
     ),
     # oBERT paper (Kurtic et al. 2022), SQuAD v1.1: learning rate 8e-5, gradient batch 8,
     # windows of 384 tokens with a stride of 128.
     "question_answering": TaskFacts(
         "question_answering",
         "ForQuestionAnswering",
-        ("qa_outputs.",),
         "f1",
         False,
         defaults={"training.learning_rate": 8e-5, "dataset.max_length": 384},

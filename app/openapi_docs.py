@@ -52,7 +52,11 @@ def job_spec_examples() -> dict[str, dict[str, Any]]:
     return examples
 
 
-MODEL_UPLOAD_EXAMPLE = {"file": "(a .zip or .tar.gz of an HF BERT folder)", "name": "my-bert"}
+MODEL_UPLOAD_EXAMPLE = {
+    "file": "(a .zip or .tar.gz of a save_pretrained folder: BERT, RoBERTa, XLM-RoBERTa, "
+    "DistilBERT, ELECTRA, DeBERTa-v2/v3, MPNet or ModernBERT)",
+    "name": "my-encoder",
+}
 DATASET_UPLOAD_EXAMPLE = {
     "file": "(reviews.csv: text,label rows)",
     "name": "reviews",

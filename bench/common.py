@@ -117,3 +117,15 @@ def result_name(kind: str, *parts: str, suffix: str = ".json") -> str:
     torch_version = torch.__version__.split("+")[0]
     middle = "".join(f"-{p}" for p in parts)
     return f"{kind}-{stamp}{middle}-{os.cpu_count()}core-torch{torch_version}{suffix}"
+
+
+def warmup_linear(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """10% linear warm-up, then linear decay to zero at `steps`."""
+    warmup = max(1, steps // 10)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_at)

@@ -65,10 +65,10 @@ def sgemm_peak(threads: int, n: int = 2048, reps: int = 7) -> float:
 
 
 def target_sizes() -> list[tuple[str, int]]:
-    from worker.compression import encoder_linear_targets
+    from worker.pipelines.architecture import prunable_targets
 
     model = load_minilm()
-    return [(n, m.weight.numel()) for n, m in encoder_linear_targets(model).items()]
+    return [(n, m.weight.numel()) for n, m in prunable_targets(model).items()]
 
 
 class Synthetic:
@@ -180,11 +180,11 @@ def phase_step(m: int, threads: int, queue: Any) -> None:
         BlockFisherInverse,
         GradientSource,
         OBertConfig,
-        encoder_linear_targets,
         prune,
         sparsity_of,
     )
     from worker.compression import obert as obert_module
+    from worker.pipelines.architecture import prunable_targets
 
     torch.set_num_threads(threads)
     times: dict[str, float] = {
@@ -225,7 +225,7 @@ def phase_step(m: int, threads: int, queue: Any) -> None:
     batch_size, length = 16, 64
     data = tokenize(sentences[: m * batch_size], labels[: m * batch_size], length, path)
     batches = batches_of(data, batch_size)
-    targets = encoder_linear_targets(model)
+    targets = prunable_targets(model)
     source = GradientSource(model=model, batches=lambda: batches, loss_fn=hf_loss)
     config = OBertConfig(
         num_grads=m, block_size=BLOCK, damp=DAMP, chunk_size=CHUNK, memory_budget_bytes=12 << 30

@@ -38,16 +38,17 @@ from bench.common import (
     minilm_path,
     read_sst2,
     tokenize,
+    warmup_linear,
 )
 from worker.compression import (
     GradientSource,
     MagnitudeConfig,
     OBertConfig,
     PruningConfig,
-    encoder_linear_targets,
     prune,
     sparsity_of,
 )
+from worker.pipelines.architecture import prunable_targets
 
 
 def fine_tune(args: argparse.Namespace, path: str) -> tuple[nn.Module, Path]:
@@ -66,14 +67,7 @@ def fine_tune(args: argparse.Namespace, path: str) -> tuple[nn.Module, Path]:
     gen = torch.Generator().manual_seed(args.seed)
     n = data["labels"].shape[0]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warmup = max(1, args.train_steps // 10)
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (args.train_steps - step) / max(1, args.train_steps - warmup))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = warmup_linear(opt, args.train_steps)
     model.train()
     order = torch.randperm(n, generator=gen)
     pos = 0
@@ -202,7 +196,7 @@ def main() -> None:
 
     for method, sparsity, r, seed in runs:
         model.load_state_dict(dense_state)
-        targets = encoder_linear_targets(model)
+        targets = prunable_targets(model)
         config: PruningConfig
         source = None
         if method == "magnitude":

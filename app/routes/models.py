@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
+from app.architectures import SUPPORTED
 from app.deps import CallerDep, SessionDep, SettingsDep
 from app.idempotency import IdempotencyKeyHeader, respond
 from app.openapi import problems
@@ -18,7 +19,13 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 @router.post("", status_code=201, response_model=ModelOut, responses=problems(409, 413, 422))
 def upload_model(
-    file: Annotated[UploadFile, File(description="An HF model folder as .zip or .tar.gz.")],
+    file: Annotated[
+        UploadFile,
+        File(
+            description="An HF model folder (save_pretrained) as .zip or .tar.gz, of a family "
+            f"in the architecture table: {SUPPORTED}; any other is 422 unsupported_architecture."
+        ),
+    ],
     request: Request,
     session: SessionDep,
     settings: SettingsDep,

@@ -49,6 +49,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from app.architectures import (
+    ARCHITECTURES,
+    Architecture,
+    Config,
+    UnsupportedArchitecture,
+    architecture_for,
+)
 from app.catalog import BUILTIN_DATASETS, DEFAULT_TASK, TASK_FACTS, TaskName
 from app.schemas.job_spec import GradualSchedule, JobSpec
 
@@ -102,65 +109,91 @@ BUILTIN_PADDED_LENGTH = {"sst2": 35, "agnews": 91, "rte": 165, "tweets": 56, "st
 QA_WINDOWS_PER_QUESTION = 1.2
 
 
+# BERT-base's sizes, for a size a config leaves out or gives as something other than a
+# positive integer (an uploaded config has them all: model_inspect.check_config).
+BASE_SIZES = {"hidden": 768, "layers": 12, "heads": 12, "ffn": 3072, "vocab": 30522}
+
+
 @dataclass(frozen=True)
 class Shape:
-    """A BERT-like encoder's dimensions, read from config.json (BERT-base where missing)."""
+    """An encoder's dimensions, read from config.json with its family's keys and defaults
+    (app.architectures; a config without a supported model_type is read as BERT's)."""
 
-    hidden: int
-    layers: int
-    intermediate: int
-    heads: int
-    vocab: int
-    positions: int
-    type_vocab: int
+    arch: Architecture
+    config: Config
 
     @classmethod
-    def of(cls, config: dict[str, Any]) -> Shape:
-        hidden = _int(config, "hidden_size", 768)
-        return cls(
-            hidden=hidden,
-            layers=_int(config, "num_hidden_layers", 12),
-            intermediate=_int(config, "intermediate_size", 4 * hidden),
-            heads=_int(config, "num_attention_heads", max(1, hidden // 64)),
-            vocab=_int(config, "vocab_size", 30522),
-            positions=_int(config, "max_position_embeddings", 512),
-            type_vocab=_int(config, "type_vocab_size", 2),
-        )
+    def of(cls, raw: Mapping[str, Any]) -> Shape:
+        try:
+            arch = architecture_for(raw)
+        except UnsupportedArchitecture:
+            arch = ARCHITECTURES["bert"]
+        filled = dict(raw)
+        for role, default in BASE_SIZES.items():
+            key = getattr(arch.keys, role)
+            if not (type(raw.get(key)) is int and raw[key] > 0):
+                filled[key] = default
+        return cls(arch, arch.config(filled))
+
+    @property
+    def hidden(self) -> int:
+        return self.config.hidden
+
+    @property
+    def layers(self) -> int:
+        return self.config.layers
+
+    @property
+    def intermediate(self) -> int:
+        return self.config.ffn
+
+    @property
+    def heads(self) -> int:
+        return self.config.heads
 
     def with_layers(self, layers: int) -> Shape:
-        return Shape(self.hidden, min(self.layers, layers), self.intermediate, self.heads,
-                     self.vocab, self.positions, self.type_vocab)  # fmt: skip
+        kept = {**self.config.raw, self.arch.keys.layers: min(self.layers, layers)}
+        return Shape(self.arch, self.arch.config(kept))
+
+    @property
+    def _matrices(self) -> list[tuple[int, ...]]:
+        gated = self.arch.ffn.gated
+        return [m.shape(self.config, gated) for m in self.arch.layer_matrices(self.config)]
 
     @property
     def linear_weights(self) -> list[int]:
-        """Weights of each encoder Linear (query, key, value, output, FFN in, FFN out) of every
-        layer, as worker.compression.targets.encoder_linear_targets selects them."""
-        h, i = self.hidden, self.intermediate
-        return [h * h] * 4 + [h * i, i * h]
+        """Weights of each prunable matrix of a layer (the family's, as its config gives
+        them: BERT's query, key, value, output, FFN in, FFN out; ModernBERT's fused qkv and
+        gated FFN; DeBERTa's position projections), as worker.pipelines.architecture's
+        prunable_targets selects them."""
+        return [math.prod(s) for s in self._matrices]
+
+    @property
+    def _ffn_width(self) -> int:
+        """The FFN's activations per token: its input projection's outputs (2 x ffn gated)."""
+        ffn_in = [s[0] for s, m in zip(self._matrices, self.arch.layer_matrices(self.config),
+                                       strict=True) if m.role == "ffn_in"]  # fmt: skip
+        return sum(ffn_in) or self.intermediate
 
     def params(self, labels: int = 2) -> int:
-        h, i = self.hidden, self.intermediate
-        embeddings = (self.vocab + self.positions + self.type_vocab) * h + 2 * h
-        layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
-        return embeddings + self.layers * layer + (h * h + h) + (h * labels + labels)
+        """The base model's parameters (the family's table), and a task head of a dense
+        layer (BERT's pooler) and the classifier."""
+        h = self.hidden
+        base = sum(math.prod(s) for s in self.arch.parameters(self.config).values())
+        return base + (h * h + h) + (h * labels + labels)
 
     def forward_flops_per_token(self, length: int) -> float:
-        h, i = self.hidden, self.intermediate
-        return float(self.layers * (2 * (4 * h * h + 2 * h * i) + 4 * length * h))
+        h = self.hidden
+        return float(self.layers * (2 * sum(self.linear_weights) + 4 * length * h))
 
     def train_activation_bytes(self, batch: int, length: int) -> float:
-        per_token = TRAIN_HIDDEN * FLOAT32 * (9 * self.hidden + 2 * self.intermediate)
+        per_token = TRAIN_HIDDEN * FLOAT32 * (9 * self.hidden + 2 * self._ffn_width)
         per_token += TRAIN_SCORE * self.heads * length
         return batch * length * self.layers * per_token
 
     def eval_activation_bytes(self, batch: int, length: int) -> float:
-        per_token = EVAL_HIDDEN * FLOAT32 * (2 * self.hidden + 2 * self.intermediate)
+        per_token = EVAL_HIDDEN * FLOAT32 * (2 * self.hidden + 2 * self._ffn_width)
         return batch * length * (per_token + EVAL_SCORE * self.heads * length)
-
-
-def _int(config: dict[str, Any], key: str, default: int) -> int:
-    value = config.get(key)
-    return value if type(value) is int and value > 0 else default
 
 
 def fisher_state_bytes(num_weights: int, block_size: int) -> int:

@@ -30,8 +30,9 @@ from app.services.webhook_outbox import check_submitted_url, record_terminal
 from app.settings import Settings
 from app.tenancy import Caller
 
-# The head suffixes a trained head is recognised by (config.json `architectures`); any
-# other architecture (BertModel, BertForMaskedLM, ...) has none, and the job adds one.
+# The head suffixes a trained head is recognised by (config.json `architectures`), in every
+# family (RobertaForTokenClassification, DistilBertForQuestionAnswering, ...); any other
+# architecture (BertModel, RobertaForMaskedLM, ...) has none, and the job adds one.
 HEAD_SUFFIXES = tuple(dict.fromkeys(f.head_suffix for f in TASK_FACTS.values()))
 
 
@@ -110,10 +111,12 @@ def _check_head(
         return
     suffix = TASK_FACTS[spec.task].head_suffix
     if not arch.endswith(suffix):
+        prefix = arch.removesuffix(next(s for s in HEAD_SUFFIXES if arch.endswith(s)))
         raise Unprocessable(
             f"the model is a {arch}: its trained head does not fit a {spec.task} job, which "
-            f"needs a *{suffix} model or one without a trained head (BertModel, "
-            "BertForMaskedLM: the job adds a new head)", code="head_mismatch", field="model",
+            f"needs a {prefix}{suffix} or a model without a trained head ({prefix}Model, "
+            f"{prefix}ForMaskedLM: the job adds a new head)", code="head_mismatch",
+            field="model",
         )  # fmt: skip
     outputs = job_estimate.head_labels(config)
     if num_labels is not None and outputs != num_labels:

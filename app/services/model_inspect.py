@@ -2,9 +2,10 @@
 
 The archive is read once, in its own order (`ArchiveScan`): what the checks need is gathered
 on the way (the first bytes of every file, config.json, the shard index and the safetensors
-headers, each bounded) and judged afterwards, in this order: the config, pickles, the
-tokenizer, then the weights, which must cover every parameter the config implies
-(`bert_layout`).
+headers, each bounded) and judged afterwards, in this order: the config (its family's entry
+in app.architectures, the sizes read with the family's keys), pickles, the family's
+tokenizer files, then the weights, which must cover every parameter the config implies
+(app.architectures.coverage). The config checks are app.services.model_config.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.architectures import Architecture
+from app.architectures.coverage import LayoutError, check_coverage
 from app.services.archives import (
     ArchiveError,
     ArchiveFormat,
@@ -23,8 +26,8 @@ from app.services.archives import (
     model_root,
     read_bounded,
 )
-from app.services.bert_layout import LayoutError, check_coverage
 from app.services.json_input import JsonInputError, loads
+from app.services.model_config import check_config, checked_config
 from app.services.safetensors_header import (
     SafetensorsError,
     TensorInfo,
@@ -41,20 +44,6 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 # A BERT's header (48 layers) is about 100 KB; the headers are kept until the config is checked.
 MAX_HEADER_BYTES = 2 * 1024 * 1024
 MAX_HEADERS_TOTAL_BYTES = 8 * 1024 * 1024
-LIMITS = {
-    "hidden_size": 4096, "num_hidden_layers": 48, "vocab_size": 250_000,
-    "num_attention_heads": 64, "intermediate_size": 16_384,
-}  # fmt: skip
-# Optional keys, bounded when present.
-OPTIONAL_LIMITS = {"max_position_embeddings": 8192, "type_vocab_size": 16, "num_labels": 100_000}
-MAX_LABELS = OPTIONAL_LIMITS["num_labels"]
-LABEL_ID_RE = re.compile(r"[0-9]{1,9}")
-# BERT checkpoints AutoModelForSequenceClassification loads (a new head where needed).
-SUPPORTED_ARCHITECTURES = frozenset({
-    "BertModel", "BertForSequenceClassification", "BertForMaskedLM", "BertForPreTraining",
-    "BertForNextSentencePrediction", "BertForTokenClassification", "BertForQuestionAnswering",
-    "BertForMultipleChoice", "BertLMHeadModel",
-})  # fmt: skip
 # What pickle (protocol 2+) and torch.save's zip container start with.
 PICKLE_MAGIC = tuple(bytes([0x80, p]) for p in range(2, 6))
 ZIP_MAGIC = b"PK\x03\x04"
@@ -79,53 +68,6 @@ def _parse_json(name: str, raw: bytes | None) -> Any:
         return loads(raw)
     except JsonInputError as exc:
         raise _invalid(f"{name}: {exc.message}") from exc
-
-
-def _check_labels(config: dict[str, Any]) -> None:
-    n = config.get("num_labels")
-    if n is not None and (type(n) is not int or not 1 <= n <= MAX_LABELS):
-        raise _invalid(f"config.json num_labels must be an integer in 1..{MAX_LABELS}, got {n!r}")
-    for key in ("id2label", "label2id"):
-        labels = config.get(key)
-        if labels is None:
-            continue
-        if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
-            raise _invalid(f"config.json {key} must be an object of at most {MAX_LABELS} labels")
-    id2label = config.get("id2label") or {}
-    bad = next((k for k in id2label if not LABEL_ID_RE.fullmatch(k)), None)
-    if bad is not None:
-        raise _invalid(f"config.json id2label keys must be label numbers, not {bad[:40]!r}")
-
-
-def check_config(config: Any) -> dict[str, Any]:
-    if not isinstance(config, dict):
-        raise _invalid("config.json must hold a JSON object")
-    if config.get("model_type") != "bert":
-        raise _invalid(f"model_type must be 'bert', not {config.get('model_type')!r}")
-    archs = config.get("architectures")
-    if archs is not None:
-        if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
-            raise _invalid("config.json architectures must be a list of names")
-        unknown = sorted(set(archs) - SUPPORTED_ARCHITECTURES)
-        if unknown:
-            raise _invalid(
-                f"unsupported architecture {unknown[0]!r}; supported: "
-                f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))}"
-            )
-    bounds = {**LIMITS, **{k: v for k, v in OPTIONAL_LIMITS.items() if k in config}}
-    for key, limit in bounds.items():
-        value = config.get(key)
-        if type(value) is not int or not 1 <= value <= limit:
-            raise _invalid(f"config.json {key} must be an integer in 1..{limit}, got {value!r}")
-    if config["hidden_size"] % config["num_attention_heads"]:
-        raise _invalid("config.json hidden_size must be a multiple of num_attention_heads")
-    _check_labels(config)
-    pad = config.get("pad_token_id")
-    if pad is not None and (type(pad) is not int or not 0 <= pad < config["vocab_size"]):
-        raise _invalid(f"config.json pad_token_id must be a token id below vocab_size, not {pad!r}")
-    if config.get("add_cross_attention") and not config.get("is_decoder"):
-        raise _invalid("config.json add_cross_attention needs is_decoder")
-    return config
 
 
 class _Prefixed:
@@ -273,20 +215,35 @@ def _tensors(
     return out
 
 
+def _check_tokenizer(arch: Architecture, files: dict[str, int], prefix: str) -> None:
+    """One of the family's tokenizer file sets, in full."""
+    sets = arch.tokenizer_files
+    if any(all(f"{prefix}{n}" in files for n in s) for s in sets):
+        return
+    partial = next((s for s in sets if any(f"{prefix}{n}" in files for n in s)), None)
+    lacking = (
+        f" ({', '.join(n for n in partial if f'{prefix}{n}' not in files)} is missing)"
+        if partial else ""
+    )  # fmt: skip
+    accepted = ", or ".join(" and ".join(s) for s in sets)
+    raise _invalid(f"a tokenizer is required: a {arch.display} model needs {accepted}{lacking}")
+
+
 def _judge(members: list[Member], got: _Gathered) -> ModelInfo:
     files = {m.name: m.size for m in members if not m.is_dir}
     prefix = model_root(members)
-    config = check_config(_parse_json("config.json", got.json.get(f"{prefix}config.json")))
+    config, family = checked_config(
+        _parse_json("config.json", got.json.get(f"{prefix}config.json"))
+    )
     _refuse_pickles(files, got.heads)
-    if f"{prefix}tokenizer.json" not in files and f"{prefix}vocab.txt" not in files:
-        raise _invalid("a tokenizer (tokenizer.json or vocab.txt) is required")
+    _check_tokenizer(family, files, prefix)
     tensors = _tensors(files, _weight_files(files, prefix, got), got)
     try:
-        coverage = check_coverage(config, tensors)
+        coverage = check_coverage(family, config, tensors)
     except LayoutError as exc:
         raise ArchiveError("weights_mismatch", exc.message) from exc
     archs = config.get("architectures")
-    arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else "bert"
+    arch = archs[0] if archs else str(config["model_type"])
     return ModelInfo(config, arch[:64], _num_labels(config), coverage.num_parameters)
 
 
@@ -300,3 +257,6 @@ def inspect_archive(
                 got.take(member, stream)
         members = scan.members
     return _judge(members, got)
+
+
+__all__ = ["ModelInfo", "check_config", "inspect_archive"]

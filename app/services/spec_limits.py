@@ -18,8 +18,9 @@ from app.services import job_estimate
 from app.settings import Settings
 
 # The built-in models' encoders (all-MiniLM-L6-v2).
-BUILTIN_CONFIGS: dict[str, dict[str, int]] = {
+BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {
     "minilm-l6": {
+        "model_type": "bert",
         "hidden_size": 384,
         "num_hidden_layers": 6,
         "intermediate_size": 1536,
@@ -56,18 +57,22 @@ def check_spec(spec: JobSpec, config: dict[str, Any] | None) -> None:
             )  # fmt: skip
     if config is None:
         return
-    layers = config.get("num_hidden_layers")
+    shape = job_estimate.Shape.of(config)  # read with the family's keys (DistilBERT: n_layers)
+    keys, layers = shape.arch.keys, config.get(shape.arch.keys.layers)
     if spec.layers is not None and type(layers) is int and spec.layers.keep > layers:
         raise Unprocessable(
-            f"the model has {layers} layers; cannot keep {spec.layers.keep}",
+            f"the model has {layers} layers ({keys.layers}); cannot keep {spec.layers.keep}",
             code="invalid_spec", field="layers.keep",
         )  # fmt: skip
-    positions = config.get("max_position_embeddings")
-    if type(positions) is int and spec.dataset.max_length > positions:
-        raise Unprocessable(
-            f"the model has {positions} positions; max_length {spec.dataset.max_length} "
-            "is longer", code="invalid_spec", field="dataset.max_length",
-        )  # fmt: skip
+    if type(shape.config.get(keys.positions)) is int:
+        usable = shape.arch.usable_positions(shape.config)
+        if spec.dataset.max_length > usable:
+            after_pad = " (numbered after the padding id)" if shape.arch.positions_after_pad else ""
+            raise Unprocessable(
+                f"the model has {usable} usable positions{after_pad}; max_length "
+                f"{spec.dataset.max_length} is longer", code="invalid_spec",
+                field="dataset.max_length",
+            )  # fmt: skip
 
 
 def check_estimate(

@@ -8,6 +8,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,9 @@ def tiny_job(model_id: str, **overrides: Any) -> dict[str, Any]:
     return spec
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[httpx.Client, list[Path]]]:
+@contextmanager
+def running_stack(tmp_path: Path) -> Iterator[tuple[httpx.Client, list[Path]]]:
+    """A database migrated to head, the API and a Celery worker process, an authorised client."""
     name = f"scalpel_e2e_{abs(hash(tmp_path)) % 10**8}"
     db_url = create_database(name)
     command.upgrade(alembic_config(db_url), "head")
@@ -65,6 +67,12 @@ def stack(tmp_path: Path) -> Iterator[tuple[httpx.Client, list[Path]]]:
             yield authorize(client, create_api_key(env)), logs
     finally:
         drop_database(name)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[httpx.Client, list[Path]]]:
+    with running_stack(tmp_path) as running:
+        yield running
 
 
 def upload_tiny_model(client: httpx.Client, tmp_path: Path) -> str:
@@ -88,10 +96,11 @@ def download(client: httpx.Client, artifact: dict[str, Any], dest: Path) -> Path
 def encoder_sparsity(model_dir: Path) -> float:
     from transformers import AutoModelForSequenceClassification
 
-    from worker.compression import encoder_linear_targets, sparsity_of
+    from worker.compression import sparsity_of
+    from worker.pipelines.architecture import prunable_targets
 
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
-    return sparsity_of(encoder_linear_targets(model)).overall
+    return sparsity_of(prunable_targets(model)).overall
 
 
 def test_job_runs_on_redis_worker_and_artifact_loads(

@@ -1,4 +1,8 @@
-"""Build tiny Hugging Face BERT model folders and archives (good and hostile) in code."""
+"""Build tiny Hugging Face encoder model folders and archives (good and hostile) in code,
+of any family in the architecture table (BERT by default), without torch: config.json as
+save_pretrained writes it, safetensors weights of every parameter the family's table entry
+and its sequence-classification head give (tests/app/architectures/test_coverage.py holds
+them to transformers' own), and the family's tokenizer files."""
 
 from __future__ import annotations
 
@@ -14,65 +18,141 @@ import numpy as np
 from safetensors.numpy import save_file
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie"]
+LABELS: dict[str, Any] = {
+    "id2label": {"0": "negative", "1": "positive"},
+    "label2id": {"negative": 0, "positive": 1},
+}
+# What each family's tiny config holds beyond its sizes: the options that change its
+# parameter set (ELECTRA's narrower embeddings, DeBERTa-v3's shared relative attention).
+FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
+    "bert": {"architectures": ["BertForSequenceClassification"]},
+    "roberta": {"architectures": ["RobertaForSequenceClassification"], "type_vocab_size": 1,
+                "pad_token_id": 1},
+    "xlm-roberta": {"architectures": ["XLMRobertaForSequenceClassification"],
+                    "type_vocab_size": 1, "pad_token_id": 1},
+    "electra": {"architectures": ["ElectraForSequenceClassification"], "embedding_size": 4},
+    "distilbert": {"architectures": ["DistilBertForSequenceClassification"]},
+    "deberta-v2": {
+        "architectures": ["DebertaV2ForSequenceClassification"], "type_vocab_size": 0,
+        "relative_attention": True, "pos_att_type": ["p2c", "c2p"], "share_att_key": True,
+        "position_biased_input": False, "norm_rel_ebd": "layer_norm", "position_buckets": 8,
+        "max_relative_positions": -1, "pooler_hidden_size": 8,
+    },
+    "mpnet": {"architectures": ["MPNetForSequenceClassification"], "pad_token_id": 1},
+    "modernbert": {"architectures": ["ModernBertForSequenceClassification"], "pad_token_id": 0,
+                   "bos_token_id": 2, "eos_token_id": 3, "cls_token_id": 2, "sep_token_id": 3,
+                   "global_attn_every_n_layers": 2, "local_attention": 16},
+}  # fmt: skip
+FAMILIES = tuple(FAMILY_CONFIGS)
+# The family's own tokenizer files (tokenizer.json is accepted for every family).
+NATIVE_TOKENIZER = {
+    "bert": "vocab", "roberta": "bpe", "xlm-roberta": "sentencepiece", "electra": "vocab",
+    "distilbert": "vocab", "deberta-v2": "spm", "mpnet": "vocab", "modernbert": "json",
+}  # fmt: skip
 
 
-def bert_config(**overrides: Any) -> dict[str, Any]:
+def family_config(family: str = "bert", **overrides: Any) -> dict[str, Any]:
+    """A tiny config.json of `family` (hidden 8, 2 layers, 2 heads, FFN 16), keyed as the
+    family's config class saves it (DistilBERT: dim, n_layers, n_heads, hidden_dim)."""
+    from app.architectures import ARCHITECTURES
+
+    keys = ARCHITECTURES[family].keys
     config: dict[str, Any] = {
-        "model_type": "bert",
-        "architectures": ["BertForSequenceClassification"],
-        "hidden_size": 8,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 16,
-        "vocab_size": len(VOCAB),
-        "max_position_embeddings": 512,
-        "id2label": {"0": "negative", "1": "positive"},
-        "label2id": {"negative": 0, "positive": 1},
-    }
+        "model_type": ARCHITECTURES[family].model_types[0],
+        keys.hidden: 8, keys.layers: 2, keys.heads: 2, keys.ffn: 16, keys.vocab: len(VOCAB),
+        "max_position_embeddings": 512, **FAMILY_CONFIGS[family], **LABELS,
+    }  # fmt: skip
     config.update(overrides)
     return config
 
 
+def bert_config(**overrides: Any) -> dict[str, Any]:
+    return family_config("bert", **overrides)
+
+
+def head_shapes(family: str, h: int, labels: int) -> dict[str, tuple[int, ...]]:
+    """The sequence-classification head of `family` (model root), BERT's pooler included."""
+    out = {"classifier.weight": (labels, h), "classifier.bias": (labels,)}
+    dense = {
+        "bert": "bert.pooler.dense", "distilbert": "pre_classifier", "deberta-v2": "pooler.dense",
+        "modernbert": "head.dense",
+    }.get(family, "classifier.dense")  # fmt: skip
+    if dense == "classifier.dense":  # RoBERTa's, ELECTRA's and MPNet's two-layer classifier
+        out = {"classifier.out_proj.weight": (labels, h), "classifier.out_proj.bias": (labels,)}
+    out |= {f"{dense}.weight": (h, h)}
+    if family == "modernbert":  # no dense bias, a norm without bias (the config's defaults)
+        return out | {"head.norm.weight": (h,)}
+    return out | {f"{dense}.bias": (h,)}
+
+
 def _layout(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Every tensor BertForSequenceClassification has for this config (the default config's
-    when this one is invalid or large: the tests that send those expect a refusal first)."""
-    from app.services.bert_layout import POOLER, encoder_layout
+    """Every tensor the family's *ForSequenceClassification has for this config (the
+    default BERT config's when this one is invalid, unsupported or large: the tests that
+    send those expect a refusal first)."""
+    from app.architectures import UnsupportedArchitecture, architecture_for
 
     try:
-        enc = encoder_layout(config)
-        h, labels = int(config["hidden_size"]), len(config.get("id2label") or {}) or 2
-    except (KeyError, TypeError, ValueError):
+        arch = architecture_for(config)
+        c = arch.config(config)
+        enc = arch.parameters(c)
+        h, labels = c.hidden, len(config.get("id2label") or {}) or 2
+    except (KeyError, TypeError, ValueError, AttributeError, UnsupportedArchitecture):
         return _layout(bert_config())
     if sum(int(np.prod(s)) for s in enc.values()) > 2_000_000 and config != bert_config():
         return _layout(bert_config())
-    shapes = {f"bert.{k}": s for k, s in enc.items()}
-    shapes.update({f"bert.{POOLER[0]}": (h, h), f"bert.{POOLER[1]}": (h,)})
-    shapes.update({"classifier.weight": (labels, h), "classifier.bias": (labels,)})
-    return shapes
+    shapes = {f"{arch.base_prefix}{k}": s for k, s in enc.items()}
+    return shapes | head_shapes(arch.family, h, labels)
 
 
-def tensors(seed: int = 0, config: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """Random float32 weights for every parameter of the config (the factory's by default)."""
+def tensors(
+    seed: int = 0, config: dict[str, Any] | None = None, family: str = "bert"
+) -> dict[str, np.ndarray]:
+    """Random float32 weights for every parameter of the config (the family's tiny one by
+    default)."""
     rng = np.random.default_rng(seed)
     return {
         name: rng.standard_normal(shape).astype(np.float32)
-        for name, shape in sorted(_layout(config or bert_config()).items())
+        for name, shape in sorted(_layout(config or family_config(family)).items())
     }
 
 
-def num_parameters(seed: int = 0, config: dict[str, Any] | None = None) -> int:
-    return sum(int(t.size) for t in tensors(seed, config).values())
+def num_parameters(
+    seed: int = 0, config: dict[str, Any] | None = None, family: str = "bert"
+) -> int:
+    return sum(int(t.size) for t in tensors(seed, config, family).values())
+
+
+def tokenizer_files(kind: str | None) -> dict[str, bytes]:
+    """kind: vocab (WordPiece vocab.txt), json (tokenizer.json), bpe (vocab.json and
+    merges.txt), sentencepiece (sentencepiece.bpe.model), spm (spm.model) or None."""
+    vocab = json.dumps({t: i for i, t in enumerate(VOCAB)}).encode()
+    spm = b"\n\x0b\n\x05[PAD]\x15\x00\x00\x00\x00\x18\x03"  # a SentencePiece proto's start
+    return {
+        "vocab": {"vocab.txt": ("\n".join(VOCAB) + "\n").encode()},
+        "json": {"tokenizer.json": json.dumps({"model": {"vocab": VOCAB}}).encode()},
+        "bpe": {"vocab.json": vocab, "merges.txt": b"#version: 0.2\ng o\n"},
+        "sentencepiece": {"sentencepiece.bpe.model": spm},
+        "spm": {"spm.model": spm},
+    }.get(kind or "", {})
 
 
 def model_files(
     *,
+    family: str = "bert",
     config: dict[str, Any] | None = None,
     weights: str = "single",
-    tokenizer: str | None = "vocab",
+    tokenizer: str | None = "native",
     extra: dict[str, bytes] | None = None,
 ) -> dict[str, bytes]:
-    """File name -> content for a model folder. weights: single | sharded | none."""
-    files: dict[str, bytes] = {"config.json": json.dumps(config or bert_config()).encode()}
+    """File name -> content for a model folder of `family` (the config's model_type, when a
+    config is given, chooses the weights). weights: single | sharded | none. tokenizer:
+    native (the family's own files), one of tokenizer_files' kinds, or None."""
+    from app.architectures import BY_MODEL_TYPE
+
+    if config is not None and config.get("model_type") in BY_MODEL_TYPE:
+        family = BY_MODEL_TYPE[config["model_type"]].family
+    config = config or family_config(family)
+    files: dict[str, bytes] = {"config.json": json.dumps(config).encode()}
     ts = tensors(0, config)
     if weights == "single":
         files["model.safetensors"] = _safetensors_bytes(ts)
@@ -90,10 +170,7 @@ def model_files(
         files["model.safetensors.index.json"] = json.dumps(
             {"metadata": {}, "weight_map": weight_map}
         ).encode()
-    if tokenizer == "vocab":
-        files["vocab.txt"] = ("\n".join(VOCAB) + "\n").encode()
-    elif tokenizer == "json":
-        files["tokenizer.json"] = json.dumps({"model": {"vocab": VOCAB}}).encode()
+    files |= tokenizer_files(NATIVE_TOKENIZER[family] if tokenizer == "native" else tokenizer)
     files.update(extra or {})
     return files
 

@@ -120,7 +120,8 @@ def test_job_succeeds_and_artifacts_match_report(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from app.schemas.job_spec import DatasetSpec
-    from worker.compression import encoder_linear_targets, sparsity_of
+    from worker.compression import sparsity_of
+    from worker.pipelines.architecture import prunable_targets
     from worker.pipelines.data import load_builtin_tsv
     from worker.pipelines.evaluate import evaluate
     from worker.pipelines.package import load_int8_dir
@@ -193,7 +194,7 @@ def test_job_succeeds_and_artifacts_match_report(
         t.extractall(out, filter="data")
     model = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     tok = AutoTokenizer.from_pretrained(str(out))
-    sp = sparsity_of(encoder_linear_targets(model))
+    sp = sparsity_of(prunable_targets(model))
     assert report["compressed"]["sparsity"]["overall"] == pytest.approx(sp.overall)
     assert sp.overall == pytest.approx(0.5, abs=1e-3)
     assert report["compressed"]["parameters"] == sum(p.numel() for p in model.parameters())

@@ -37,7 +37,7 @@ from worker.compression.quantize import (
     quantize_dynamic_int8,
 )
 from worker.compression.schedule import cubic_sparsity
-from worker.compression.targets import encoder_linear_targets
+from worker.compression.targets import TargetsMismatch, layer_linear_targets
 
 __all__ = [
     "PRUNERS",
@@ -49,15 +49,16 @@ __all__ = [
     "OBertConfig",
     "PruningConfig",
     "SparsityReport",
+    "TargetsMismatch",
     "WoodburyFisherInverse",
     "apply_masks",
     "batched_spd_inverse",
     "collect_fisher",
     "cubic_sparsity",
-    "encoder_linear_targets",
     "fisher_memory_estimate",
     "hold_masks",
     "int8_state_dict",
+    "layer_linear_targets",
     "load_int8_state_dict",
     "magnitude_prune",
     "magnitude_scores",

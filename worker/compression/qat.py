@@ -6,7 +6,9 @@ tracked by an exponential moving average while training). Word/position/type emb
 fake-quantized symmetric per row. LayerNorm, softmax and GELU stay in floating point.
 Gradients pass straight through the rounding (STE). The wrappers keep the original
 ``nn.Linear`` / ``nn.Embedding`` modules, so mask holds registered on their weights keep
-working, and a pruned (zero) weight fake-quantizes to exactly zero.
+working, and a pruned (zero) weight fake-quantizes to exactly zero; their `weight` is the
+fake-quantized one, for model code that reads it directly (DeBERTa's `rel_embeddings.weight`).
+Fused projections (ModernBERT's `Wqkv`, its gated `Wi`) are Linear layers like any other.
 """
 
 from __future__ import annotations
@@ -84,6 +86,15 @@ class QATLinear(nn.Module):
         self.linear = linear
         self.act = ActFakeQuant()
 
+    @property
+    def weight(self) -> Tensor:
+        """The fake-quantized weight, for code that reads a Linear's weight directly."""
+        return fake_quant_weight(self.linear.weight)
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.linear.bias
+
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(self.act(x), fake_quant_weight(self.linear.weight), self.linear.bias)
 
@@ -94,6 +105,12 @@ class QATEmbedding(nn.Module):
     def __init__(self, embedding: nn.Embedding) -> None:
         super().__init__()
         self.embedding = embedding
+
+    @property
+    def weight(self) -> Tensor:
+        """The fake-quantized table, for code that reads an embedding's weight directly
+        (DeBERTa's relative position embeddings)."""
+        return fake_quant_weight(self.embedding.weight)
 
     def forward(self, ids: Tensor) -> Tensor:
         e = self.embedding

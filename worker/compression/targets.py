@@ -1,34 +1,42 @@
-"""Selection of the prunable Linear layers of a BERT-like encoder."""
+"""Selection of the prunable Linear layers of an encoder, by layer list and paths."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
-_ENCODER_SUFFIXES: tuple[str, ...] = (
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-)
+
+class TargetsMismatch(Exception):
+    """A layer does not hold a Linear at every path it should."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
-def encoder_linear_targets(model: nn.Module) -> dict[str, nn.Linear]:
-    """The encoder's Linear modules of a HF BERT-like model, keyed by qualified name, in model
-    order: attention query, key, value, attention output dense, intermediate (FFN in) dense and
-    output (FFN out) dense of every layer. Embeddings, pooler and classifier head are excluded.
-
-    Works on task models (``bert.encoder.layer.0.attention.self.query``) and on a bare encoder
-    model (``encoder.layer.0.attention.self.query``).
-    """
+def layer_linear_targets(
+    layers: Sequence[nn.Module], prefix: str, paths: Sequence[str]
+) -> dict[str, nn.Linear]:
+    """The Linear at each of `paths` (dotted, under a layer) in every one of `layers`, keyed
+    `f"{prefix}{i}.{path}"`, in layer order then path order. Raises TargetsMismatch naming
+    the layer and the paths it lacks (or holds as something other than a Linear)."""
     found: dict[str, nn.Linear] = {}
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear):
-            continue
-        parts = name.split(".")
-        if "encoder" not in parts or "layer" not in parts:
-            continue
-        if any(name.endswith("." + suffix) for suffix in _ENCODER_SUFFIXES):
-            found[name] = module
+    for i, layer in enumerate(layers):
+        missing: list[str] = []
+        for path in paths:
+            try:
+                module = layer.get_submodule(path)
+            except AttributeError:
+                module = None
+            if not isinstance(module, nn.Linear):
+                missing.append(path)
+                continue
+            found[f"{prefix}{i}.{path}"] = module
+        if missing:
+            raise TargetsMismatch(
+                f"layer {i} ({type(layer).__name__}) yields {len(paths) - len(missing)} of the "
+                f"{len(paths)} prunable matrices its architecture has; missing: "
+                + ", ".join(missing)
+            )
     return found

@@ -4,8 +4,11 @@
 The fp32 graph comes from torch's TorchScript-based exporter (`dynamo=False`: offline, fast, no
 onnxscript needed; still present in torch 2.13, deprecated), opset 17, with dynamic batch and
 sequence axes (token-level outputs keep the sequence axis), and attention traced in its eager
-form. The int8 graph is `onnxruntime.quantization.quantize_dynamic` of it (QInt8 weights of
-MatMul/Gemm, activations quantized at run time).
+form, for every family of the architecture table (DeBERTa's relative attention and ModernBERT's
+rotary and sliding-window attention build their position terms and masks from the traced
+sequence length, so the graph holds for any batch and length). The int8 graph is
+`onnxruntime.quantization.quantize_dynamic` of it (QInt8 weights of MatMul/Gemm, activations
+quantized at run time).
 """
 
 from __future__ import annotations
@@ -54,11 +57,14 @@ class _TaskOutputs(nn.Module):
 
 
 def input_names(model: nn.Module, tokenizer: Any) -> list[str]:
-    """input_ids, attention_mask, and token_type_ids when the model and tokenizer use them."""
+    """input_ids, attention_mask, and token_type_ids when the tokenizer emits them and the
+    model reads them (a type vocabulary and a forward that takes them: not DistilBERT,
+    MPNet, ModernBERT, nor a DeBERTa without token types)."""
+    from worker.pipelines.architecture import uses_token_type_ids
+
     names = [INPUT_IDS, ATTENTION_MASK]
     tok_inputs = set(getattr(tokenizer, "model_input_names", None) or [TOKEN_TYPE_IDS])
-    type_vocab = int(getattr(getattr(model, "config", None), "type_vocab_size", 0) or 0)
-    if TOKEN_TYPE_IDS in tok_inputs and type_vocab > 0:
+    if TOKEN_TYPE_IDS in tok_inputs and uses_token_type_ids(model):
         names.append(TOKEN_TYPE_IDS)
     return names
 

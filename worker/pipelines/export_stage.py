@@ -248,7 +248,7 @@ def export_stage(
     from worker.pipelines.package import load_hf_dir
 
     ctx.reporter.stage("export")
-    saved = load_hf_dir(ctx.scratch / "out" / "model")
+    saved = load_hf_dir(ctx.scratch / "out" / "model", evalset.task.auto_class)
     return run_export(
         saved,
         dense,

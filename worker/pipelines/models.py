@@ -19,19 +19,18 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from app.architectures import Architecture, UnsupportedArchitecture, architecture_for
+from app.catalog import TaskName
 from app.settings import Settings
 from app.storage import ArtifactStore
 from worker.job_store import ModelRecord
+from worker.pipelines.architecture import fit_tokenizer_inputs, head_prefixes, pooler_names
 from worker.pipelines.errors import ModelInvalid, ModelUnavailable
 from worker.pipelines.tasks.base import Task, TaskData
 
 log = logging.getLogger(__name__)
 READY_MARKER = ".scalpel-extracted"
-# What from_pretrained may initialise at random: the task head, and the pooler of a checkpoint
-# saved without one (BertForMaskedLM, token and span heads): both feed only the new classifier.
-HEAD_PREFIX = "classifier."
-POOLER_PREFIX = "bert.pooler."
-POOLER = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
+UNSUPPORTED = "unsupported_architecture"
 
 
 class ModelLookup(Protocol):
@@ -128,24 +127,29 @@ def _weight_files(path: Path) -> list[Path]:
 
 
 def check_weights_cover_config(path: Path, cfg: dict[str, Any]) -> None:
-    """Before anything is built: the config passes the upload's checks and the weights' headers
-    hold every parameter it implies (only the task head may be missing), so that no model is
+    """Before anything is built: the config passes the upload's checks, names a family of the
+    architecture table, and the weights' headers hold every parameter that family's entry says
+    it implies (only the task head, and BERT's pooler, may be missing), so that no model is
     built (and filled at random) from a config its weights do not match. Reads headers only."""
+    from app.architectures.coverage import LayoutError, check_coverage
     from app.services.archives import ArchiveError
-    from app.services.bert_layout import LayoutError, check_coverage
     from app.services.model_inspect import check_config
     from app.services.safetensors_header import SafetensorsError, parse_header, read_header
 
     tensors: dict[str, Any] = {}
     try:
+        arch = architecture_for(cfg)
         check_config(cfg)
         for file in _weight_files(path):
             size = file.stat().st_size
             with file.open("rb") as f:
                 tensors.update(parse_header(read_header(f, size), size))
-        check_coverage(cfg, tensors)
+        check_coverage(arch, cfg, tensors)
+    except UnsupportedArchitecture as e:
+        raise ModelInvalid(f"{path.name}: {e.message}", code=UNSUPPORTED) from e
     except ArchiveError as e:
-        raise ModelInvalid(f"{path.name}: {e.message}") from e
+        code = UNSUPPORTED if e.code == UNSUPPORTED else None
+        raise ModelInvalid(f"{path.name}: {e.message}", code=code) from e
     except LayoutError as e:
         raise ModelInvalid(f"{path.name}: {e.message}", code="weights_mismatch") from e
     except (SafetensorsError, OSError) as e:
@@ -160,17 +164,20 @@ def randomly_initialised(loading_info: dict[str, Any]) -> set[str]:
 
 
 def refuse_random_weights(
-    loading_info: dict[str, Any], where: str, head_prefixes: tuple[str, ...] = (HEAD_PREFIX,)
+    loading_info: dict[str, Any], where: str, arch: Architecture, task: TaskName
 ) -> bool:
-    """Only the task head (`head_prefixes`: classifier.*, qa_outputs.*; and the pooler when
-    the checkpoint has none) may be initialised at random; raises ModelInvalid naming
-    anything else. Returns whether the checkpoint's own head was loaded."""
+    """Only the task head (the family's `task_heads(task)`: classifier.*, qa_outputs.*,
+    DistilBERT's pre_classifier.*, ModernBERT's head.*; and BERT's pooler, whole, when the
+    checkpoint has none) may be initialised at random; raises ModelInvalid naming anything
+    else. Returns whether the checkpoint's own head was loaded."""
+    heads = head_prefixes(arch, task)
+    pooler = set(pooler_names(arch))
     fresh = randomly_initialised(loading_info)
     missing = {str(k) for k in loading_info.get("missing_keys") or ()}
-    pooler = {k for k in fresh if k.startswith(POOLER_PREFIX)}
-    allowed = {k for k in fresh if k.startswith(head_prefixes)}
-    if pooler and pooler == {p for p in missing if p.startswith(POOLER_PREFIX)} == set(POOLER):
-        allowed |= pooler
+    allowed = {k for k in fresh if k.startswith(heads)}
+    fresh_pooler = fresh & pooler
+    if pooler and fresh_pooler == pooler and pooler <= missing:
+        allowed |= fresh_pooler
     bad = sorted(fresh - allowed)
     errors = [str(e) for e in loading_info.get("error_msgs") or ()]
     if bad or errors:
@@ -182,7 +189,7 @@ def refuse_random_weights(
             + ("; ".join(errors[:3])),
             code="weights_mismatch",
         )
-    return not any(k.startswith(head_prefixes) for k in fresh)
+    return not any(k.startswith(heads) for k in fresh)
 
 
 def auto_class(task: Task) -> Any:
@@ -223,9 +230,10 @@ def load_from_dir(
             **task.model_config(head),
         )
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AssertionError, ArithmeticError) as e:
         raise ModelInvalid(f"cannot load the model at {path.name}: {e}") from e
-    head_loaded = refuse_random_weights(info, path.name, task.facts.head_prefixes)
+    head_loaded = refuse_random_weights(info, path.name, architecture_for(cfg), task.facts.name)
+    fit_tokenizer_inputs(model, tokenizer)
     trained = task.head_fits(cfg, head) and head_loaded
     model.to(device)
     return LoadedModel(model, tokenizer, path, trained, source)

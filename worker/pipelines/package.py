@@ -2,7 +2,8 @@
 
 `model.tar.gz` holds an HF directory at the archive root: config.json, model.safetensors and
 the tokenizer files; the class its config names (`architectures`: BertForSequenceClassification,
-BertForTokenClassification, BertForQuestionAnswering) loads it with `from_pretrained(dir)`.
+RobertaForTokenClassification, ModernBertForQuestionAnswering, ...: any family of the
+architecture table) loads it with `from_pretrained(dir)`.
 `model-int8.tar.gz` holds config.json, the tokenizer, `model.int8.safetensors`
 (`worker.compression.int8_state_dict`) and `quantization.json` saying how to load it.
 """
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 INT8_WEIGHTS = "model.int8.safetensors"
+DEFAULT_AUTO_CLASS = "AutoModelForSequenceClassification"
 
 
 def save_hf_dir(model: nn.Module, tokenizer: Any, dest: Path) -> Path:
@@ -84,26 +86,36 @@ def make_tar_gz(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def model_class(config: Any) -> Any:
+def model_class(config: Any, auto_class: str = DEFAULT_AUTO_CLASS) -> Any:
     """The transformers class a saved config names (`architectures`: BertForQuestionAnswering,
-    ...), so a saved model comes back with the head it was saved with."""
+    ModernBertForTokenClassification, ...), so a saved model comes back with the head it was
+    saved with; when it names none transformers has, the class `auto_class` (the task's Auto
+    class) maps the config's family to."""
     import transformers
 
     archs = list(getattr(config, "architectures", None) or [])
     cls = getattr(transformers, str(archs[0]), None) if archs else None
-    return cls if cls is not None else transformers.BertForSequenceClassification
+    if cls is not None:
+        return cls
+    auto = getattr(transformers, auto_class)
+    try:
+        return auto._model_mapping[type(config)]
+    except KeyError as e:
+        raise ValueError(
+            f"{auto_class} has no class for model_type {getattr(config, 'model_type', None)!r}"
+        ) from e
 
 
-def load_hf_dir(folder: Path) -> nn.Module:
+def load_hf_dir(folder: Path, auto_class: str = DEFAULT_AUTO_CLASS) -> nn.Module:
     """A saved model directory back as the task model it was saved as, in eval mode."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(folder))
-    model: nn.Module = model_class(config).from_pretrained(str(folder)).eval()
+    model: nn.Module = model_class(config, auto_class).from_pretrained(str(folder)).eval()
     return model
 
 
-def load_int8_dir(folder: Path) -> nn.Module:
+def load_int8_dir(folder: Path, auto_class: str = DEFAULT_AUTO_CLASS) -> nn.Module:
     """Load a `model-int8` directory back into a dynamically quantized model."""
     from safetensors.torch import load_file
     from transformers import AutoConfig
@@ -111,6 +123,6 @@ def load_int8_dir(folder: Path) -> nn.Module:
     from worker.compression import load_int8_state_dict
 
     config = AutoConfig.from_pretrained(str(folder))
-    skeleton = model_class(config)(config)
+    skeleton = model_class(config, auto_class)(config)
     qmodel: nn.Module = load_int8_state_dict(skeleton, load_file(str(folder / INT8_WEIGHTS)))
     return qmodel

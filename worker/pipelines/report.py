@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from worker.pipelines import host, measure
+from worker.pipelines.architecture import model_config
 from worker.pipelines.export_stage import ONNX_FP32, ONNX_INT8, OnnxExport
 from worker.pipelines.package import make_tar_gz, save_hf_dir, save_int8_dir, weights_file
 from worker.pipelines.report_files import write_report_files
@@ -91,14 +92,18 @@ def _latency(
 
 
 def _sparsity(model: nn.Module) -> dict[str, Any]:
-    from worker.compression import encoder_linear_targets, sparsity_of
+    """Over the family's full prunable set (every layer's attention and feed-forward
+    matrices, as its table entry lists them)."""
+    from worker.compression import sparsity_of
+    from worker.pipelines.architecture import layer_prefix, prunable_targets, target_layer
 
-    targets = encoder_linear_targets(model)
+    targets = prunable_targets(model)
+    prefix = layer_prefix(model)
     rep = sparsity_of(targets)
     zeros: dict[str, int] = {}
     total: dict[str, int] = {}
     for name, lin in targets.items():
-        block = _block_index(name)
+        block = target_layer(name, prefix)
         zeros[block] = zeros.get(block, 0) + int((lin.weight == 0).sum())
         total[block] = total.get(block, 0) + lin.weight.numel()
     return {
@@ -110,14 +115,6 @@ def _sparsity(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def _block_index(name: str) -> str:
-    parts = name.split(".")
-    for i, part in enumerate(parts[:-1]):
-        if part == "layer" and parts[i + 1].isdigit():
-            return parts[i + 1]
-    return "other"
-
-
 def measure_stage(out: Outcome, ctx: PipelineContext) -> dict[str, Any]:
     from worker.pipelines.package import load_hf_dir
 
@@ -127,8 +124,8 @@ def measure_stage(out: Outcome, ctx: PipelineContext) -> dict[str, Any]:
     out_dir = ctx.scratch / "out"
     model_dir = save_hf_dir(model, tok, out_dir / "model")
     dense_dir = save_hf_dir(dense, tok, ctx.scratch / "dense")
-    saved = load_hf_dir(model_dir)
-    config: Any = saved.config  # a transformers PreTrainedModel's
+    saved = load_hf_dir(model_dir, out.loaded.task.auto_class)
+    config = model_config(saved)  # read with the family's keys (DistilBERT: n_layers)
     ctx.reporter.step(0.1)
     dense_targets_sparsity = _sparsity(dense)
     m: dict[str, Any] = {
@@ -140,7 +137,7 @@ def measure_stage(out: Outcome, ctx: PipelineContext) -> dict[str, Any]:
         },
         "compressed": {
             "parameters": measure.count_parameters(saved),
-            "num_hidden_layers": int(config.num_hidden_layers),
+            "num_hidden_layers": config.layers,
             "kept_layers": out.compressed.kept_layers,
             "sparsity": _sparsity(saved),
             "file_size": measure.file_sizes_mb(weights_file(model_dir)),

@@ -17,7 +17,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from tests.app.conftest import MakeClient, count_rows, stored_objects
-from tests.factories.archives import bert_config, model_files, targz_bytes, zip_bytes
+from tests.factories.archives import (
+    bert_config,
+    family_config,
+    model_files,
+    targz_bytes,
+    zip_bytes,
+)
 
 GOOD = model_files()
 PICKLE = pickle.dumps({"bert.embeddings.word_embeddings.weight": [0.0] * 8}, protocol=4)
@@ -64,7 +70,15 @@ MODEL_ATTACKS: list[tuple[str, bytes, str, str]] = [
     ("pickle-pkl", zip_bytes({**GOOD, "head.pkl": PICKLE}), "unsafe_weights", "head.pkl"),
     ("zip-device", zip_with_device(GOOD, "dev/tty"), "unsafe_archive", "special file"),
     ("unsupported-architecture", with_config(architectures=["GPT2LMHeadModel"]),
-     "invalid_model", "unsupported architecture"),
+     "unsupported_architecture", "unsupported architecture 'GPT2LMHeadModel'"),
+    ("decoder", with_config(is_decoder=True), "unsupported_architecture",
+     "decoders are not supported"),
+    ("pos-att-type-number", zip_bytes(model_files(config=family_config("deberta-v2",
+     pos_att_type=3))), "invalid_model", "pos_att_type"),
+    ("conv-groups-not-dividing", zip_bytes(model_files(config=family_config("deberta-v2",
+     conv_kernel_size=3, conv_groups=3))), "invalid_model", "multiple of conv_groups"),
+    ("distilbert-heads-not-dividing", zip_bytes(model_files(config=family_config("distilbert",
+     n_heads=3))), "invalid_model", "dim must be a multiple of n_heads"),
     ("architectures-not-list", with_config(architectures="BertModel"), "invalid_model",
      "architectures"),
     ("too-many-heads", with_config(num_attention_heads=128), "invalid_model",

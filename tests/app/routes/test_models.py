@@ -111,7 +111,7 @@ ATTACKS: list[tuple[str, bytes, str]] = [
     ("no-weights", zip_bytes(model_files(weights="none")), "invalid_model"),
     ("no-config", zip_bytes(NO_CONFIG), "invalid_model"),
     ("no-tokenizer", zip_bytes(model_files(tokenizer=None)), "invalid_model"),
-    ("gpt2", with_config(model_type="gpt2"), "invalid_model"),
+    ("gpt2", with_config(model_type="gpt2"), "unsupported_architecture"),
     ("huge-hidden", with_config(hidden_size=8192), "invalid_model"),
     ("many-layers", with_config(num_hidden_layers=49), "invalid_model"),
     ("config-not-object", zip_bytes({**GOOD, "config.json": b"[1, 2]"}), "invalid_model"),

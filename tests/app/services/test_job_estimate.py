@@ -15,6 +15,7 @@ from app.schemas.job_spec import JobSpec
 from app.services import job_estimate as je
 from app.services.spec_limits import BUILTIN_CONFIGS, Limits, check_estimate
 from app.settings import Settings
+from tests.factories.encoder_configs import FAMILIES
 
 MINILM = BUILTIN_CONFIGS["minilm-l6"]
 RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
@@ -179,21 +180,42 @@ def test_the_defaults_are_the_workers() -> None:
     assert je.DEFAULT_BLOCK_SIZE == {"unstructured": 50, "block4": 32}
 
 
-@pytest.mark.parametrize(("block", "num_grads"), [(50, 64), (32, 16), (7, 1)])
-def test_fisher_memory_matches_the_workers_on_a_real_model(block: int, num_grads: int) -> None:
-    """The linear sizes, Fisher blocks, gradient buffers and workspace the estimate counts
-    are worker.compression.obert.fisher_memory_estimate's over a real model's targets."""
-    pytest.importorskip("torch")
-    from transformers import BertModel
+FISHER_CASES = [
+    ("bert", 50, 64), ("bert", 32, 16), ("bert", 7, 1), ("distilbert", 50, 64),
+    ("modernbert", 32, 16), ("deberta-v2", 50, 64), ("deberta-v2-xlarge", 7, 1),
+]  # fmt: skip
 
-    from tests.factories.tiny_bert import tiny_bert_config
+
+def family_model(family: str) -> Any:
+    """A tiny base model of the family (DeBERTa-v2-xlarge style: separate position
+    projections, which the v3 style shares with the key and query)."""
+    import transformers
+
+    from tests.factories.encoder_configs import tiny_config
+
+    if family == "deberta-v2-xlarge":
+        config = tiny_config("deberta-v2", share_att_key=False, pos_att_type="p2c|c2p")
+    else:
+        config = tiny_config(family)
+    return transformers.AutoModel.from_config(config)
+
+
+@pytest.mark.parametrize(("family", "block", "num_grads"), FISHER_CASES,
+                         ids=[f"{f}-{b}-{n}" for f, b, n in FISHER_CASES])  # fmt: skip
+def test_fisher_memory_matches_the_workers_on_a_real_model(
+    family: str, block: int, num_grads: int
+) -> None:
+    """The linear sizes, Fisher blocks, gradient buffers and workspace the estimate counts
+    are worker.compression.obert.fisher_memory_estimate's over a real model's prunable
+    targets (the family's full set: fused qkv, gated FFN, position projections)."""
+    pytest.importorskip("torch")
     from worker.compression.config import OBertConfig
     from worker.compression.obert import fisher_memory_estimate
-    from worker.compression.targets import encoder_linear_targets
+    from worker.pipelines.architecture import prunable_targets
 
-    config = tiny_bert_config(layers=3, hidden=32)
-    targets = encoder_linear_targets(BertModel(config))
-    shape = je.Shape.of(config.to_dict())
+    model = family_model(family)
+    targets = prunable_targets(model)
+    shape = je.Shape.of(model.config.to_dict())
     assert shape.linear_weights * shape.layers == [m.weight.numel() for m in targets.values()]
     per_target, workspace = fisher_memory_estimate(
         targets, OBertConfig(num_grads=num_grads, block_size=block), "unstructured"
@@ -201,3 +223,38 @@ def test_fisher_memory_matches_the_workers_on_a_real_model(block: int, num_grads
     mine = je.fisher_memory(shape, block, num_grads)
     assert mine.state + mine.buffers == sum(per_target.values())
     assert mine.workspace == workspace
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_parameter_count_is_the_task_models_in_every_family(family: str) -> None:
+    """Base model, a dense layer and the classifier: the sequence classifier's, exactly
+    (ModernBERT's head norm weighs what its dense layer lacks in bias)."""
+    pytest.importorskip("torch")
+    import transformers
+
+    from tests.factories.encoder_configs import tiny_config
+
+    config = tiny_config(family, num_labels=3)
+    model = transformers.AutoModelForSequenceClassification.from_config(config)
+    shape = je.Shape.of(config.to_dict())
+    assert shape.params(3) == sum(p.numel() for p in model.parameters())
+
+
+def test_a_distilbert_and_a_modernbert_are_read_with_their_own_keys() -> None:
+    pytest.importorskip("torch")
+    from tests.factories.encoder_configs import tiny_config
+
+    distil = je.Shape.of(tiny_config("distilbert", n_layers=3, dim=32, hidden_dim=48).to_dict())
+    assert (distil.layers, distil.hidden, distil.intermediate) == (3, 32, 48)
+    assert distil.linear_weights == [32 * 32] * 4 + [48 * 32, 32 * 48]
+    assert distil.with_layers(1).params() < distil.params()
+    config = tiny_config("modernbert")
+    modern = je.Shape.of(config.to_dict())
+    # Wqkv (3h x h), Wo, Wi (2 x ffn: gated), Wo (h x ffn)
+    assert modern.linear_weights == [3 * 64 * 64, 64 * 64, 2 * 96 * 64, 64 * 96]
+    # The ModernBERT's estimate: its gated FFN makes more activations than a BERT of its sizes
+    bert = je.Shape.of(tiny_config("bert").to_dict())
+    assert modern.train_activation_bytes(8, 128) > bert.train_activation_bytes(8, 128)
+    spec = job({"model": "minilm-l6", "dataset": {"name": "sst2"}, "pruning": {"method": "obert"}})
+    est = je.estimate(spec, config.to_dict(), sizes("sst2"), 55e9)
+    assert est.phase == "oBERT pruning step" and est.peak_bytes > je.RUNTIME_BYTES

@@ -43,3 +43,16 @@ def test_model_config_prefers_the_upload() -> None:
     assert model_config("minilm-l6", None) == MINILM
     assert model_config("minilm-l6", {"hidden_size": 8}) == {"hidden_size": 8}
     assert model_config("unknown", None) is None
+
+
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "mpnet"])
+def test_families_numbering_positions_after_the_pad_id_hold_fewer_tokens(family: str) -> None:
+    config = {**MINILM, "model_type": family, "max_position_embeddings": 130, "pad_token_id": 1}
+    fits = spec(dataset={"name": "tweets", "max_length": 128})
+    check_spec(fits, config)
+    assert refused(spec(dataset={"name": "tweets", "max_length": 129}), config) == (
+        "dataset.max_length"
+    )
+    check_spec(
+        spec(dataset={"name": "tweets", "max_length": 130}), {**config, "model_type": "bert"}
+    )

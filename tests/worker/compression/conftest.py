@@ -9,7 +9,10 @@ import torch
 from torch import Tensor, nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from worker.compression import GradientSource
+from app.architectures.families import BERT
+from worker.compression import GradientSource, layer_linear_targets
+
+BERT_PATHS = tuple(m.path for m in BERT.matrices)
 
 
 def tiny_bert_config() -> BertConfig:
@@ -27,6 +30,13 @@ def tiny_bert_config() -> BertConfig:
 def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
     torch.manual_seed(seed)
     return BertForSequenceClassification(tiny_bert_config())
+
+
+def bert_targets(model: nn.Module) -> dict[str, nn.Linear]:
+    """A BERT's prunable matrices (task model or bare BertModel), in model order."""
+    base = getattr(model, "bert", model)
+    prefix = "bert.encoder.layer." if base is not model else "encoder.layer."
+    return layer_linear_targets(list(base.encoder.layer), prefix, BERT_PATHS)
 
 
 def bert_batches(seed: int = 0, n: int = 6, batch: int = 2) -> list[dict[str, Tensor]]:

@@ -7,15 +7,16 @@ import torch
 from torch import nn
 from transformers import BertModel
 
-from tests.worker.compression.conftest import tiny_bert, tiny_bert_config
+from tests.worker.compression.conftest import BERT_PATHS, bert_targets, tiny_bert, tiny_bert_config
 from worker.compression import (
     PRUNERS,
     MagnitudeConfig,
     OBertConfig,
+    TargetsMismatch,
     apply_masks,
     cubic_sparsity,
-    encoder_linear_targets,
     hold_masks,
+    layer_linear_targets,
     prune,
     sparsity_of,
 )
@@ -32,15 +33,28 @@ SUFFIXES = [
 
 
 def test_targets_on_task_model_in_order() -> None:
-    targets = encoder_linear_targets(tiny_bert())
+    model = tiny_bert()
+    targets = bert_targets(model)
     expected = [f"bert.encoder.layer.{i}.{s}" for i in range(2) for s in SUFFIXES]
     assert list(targets) == expected
-    assert all(isinstance(m, nn.Linear) for m in targets.values())
+    assert all(model.get_submodule(n) is m for n, m in targets.items())
 
 
 def test_targets_on_bare_encoder() -> None:
-    targets = encoder_linear_targets(BertModel(tiny_bert_config()))
+    targets = bert_targets(BertModel(tiny_bert_config()))
     assert list(targets) == [f"encoder.layer.{i}.{s}" for i in range(2) for s in SUFFIXES]
+
+
+def test_a_layer_lacking_a_matrix_is_named() -> None:
+    layers = list(tiny_bert().bert.encoder.layer)
+    layers[1].intermediate.dense = nn.Identity()  # type: ignore[assignment]
+    del layers[1].attention.self.key
+    with pytest.raises(TargetsMismatch) as info:
+        layer_linear_targets(layers, "x.", BERT_PATHS)
+    assert info.value.message == (
+        "layer 1 (BertLayer) yields 4 of the 6 prunable matrices its architecture has; "
+        "missing: attention.self.key, intermediate.dense"
+    )
 
 
 def test_apply_masks_zeroes_pruned_only() -> None:
@@ -142,7 +156,7 @@ def test_global_selection_matches_sort_with_ties() -> None:
 
 
 def _fresh_targets(seed: int = 0) -> dict[str, nn.Linear]:
-    return encoder_linear_targets(tiny_bert(seed))
+    return bert_targets(tiny_bert(seed))
 
 
 @pytest.mark.parametrize("structure", ["unstructured", "block4"])

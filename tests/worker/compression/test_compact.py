@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from worker.compression.compact import compact_ffn, empty_neurons
+from worker.compression.compact import Activation, compact_ffn, empty_neurons
 
 
 def _block(bias2: bool = True, seed: int = 0) -> tuple[nn.Linear, nn.Linear]:
@@ -78,3 +78,60 @@ def test_empty_neurons_and_shape_check() -> None:
     assert dead.tolist() == [False, False, False, False, False, True]
     with pytest.raises(ValueError, match="fc2 takes 5"):
         compact_ffn(fc1, nn.Linear(5, 5), nn.functional.gelu)
+
+
+def _gated(seed: int = 0) -> tuple[nn.Linear, nn.Linear]:
+    torch.manual_seed(seed)
+    fc1, fc2 = nn.Linear(8, 12), nn.Linear(6, 5)  # rows 0-5 inputs, 6-11 gates
+    with torch.no_grad():
+        fc1.bias.uniform_(-2.0, 2.0)
+    return fc1, fc2
+
+
+def _run_gated(
+    fc1: nn.Linear, fc2: nn.Linear, x: torch.Tensor, act: Activation = nn.functional.gelu
+) -> torch.Tensor:
+    u, g = fc1(x).chunk(2, dim=-1)
+    out: torch.Tensor = fc2(act(u) * g)
+    return out
+
+
+def test_gated_neurons_are_rows_j_and_n_plus_j() -> None:
+    fc1, fc2 = _gated()
+    with torch.no_grad():
+        fc1.weight[[0, 6]] = 0.0  # input and gate rows: constant gelu(b_0) * b_6
+        fc1.weight[8] = 0.0  # gate row and bias of neuron 2: dead
+        fc1.bias[8] = 0.0
+        fc1.weight[3] = 0.0  # input row and bias of neuron 3, gelu(0) = 0: dead
+        fc1.bias[3] = 0.0
+        fc1.weight[4] = 0.0  # input row alone: act(b) * g(x) still depends on x, kept
+        fc2.weight[:, 5] = 0.0  # output column: dead
+    x = torch.randn(7, 8)
+    new1, new2, rep = compact_ffn(fc1, fc2, nn.functional.gelu, gated=True)
+    assert (rep.neurons, rep.constant, rep.dead, rep.kept) == (6, 1, 3, 2)
+    assert torch.equal(new1.weight, fc1.weight[[1, 4, 7, 10]])
+    torch.testing.assert_close(_run_gated(new1, new2, x), _run_gated(fc1, fc2, x), rtol=0,
+                               atol=1e-6)  # fmt: skip
+
+
+def test_a_zero_input_row_is_kept_when_act_of_zero_is_not_zero() -> None:
+    fc1, fc2 = _gated()
+
+    def shifted(t: torch.Tensor) -> torch.Tensor:
+        return nn.functional.gelu(t) + 1.0
+
+    with torch.no_grad():
+        fc1.weight[3] = 0.0
+        fc1.bias[3] = 0.0
+    constant, dead = empty_neurons(fc1, fc2, shifted, gated=True)
+    assert not constant.any() and not dead.any()
+    x = torch.randn(4, 8)
+    new1, new2, rep = compact_ffn(fc1, fc2, shifted, gated=True)
+    assert rep.kept == 6
+    torch.testing.assert_close(_run_gated(new1, new2, x, shifted),
+                               _run_gated(fc1, fc2, x, shifted), rtol=0, atol=1e-6)  # fmt: skip
+
+
+def test_a_gated_block_needs_an_even_fc1() -> None:
+    with pytest.raises(ValueError, match="even number of rows"):
+        compact_ffn(nn.Linear(8, 11), nn.Linear(5, 5), nn.functional.gelu, gated=True)

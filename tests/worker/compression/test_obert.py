@@ -9,13 +9,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from tests.worker.compression.conftest import bert_source, tiny_bert
+from tests.worker.compression.conftest import bert_source, bert_targets, tiny_bert
 from worker.compression import (
     FisherMemoryError,
     GradientSource,
     MagnitudeConfig,
     OBertConfig,
-    encoder_linear_targets,
     plan_groups,
     prune,
     sparsity_of,
@@ -143,7 +142,7 @@ def test_obert_increases_loss_less_than_magnitude(seed: int, sparsity: float) ->
 @pytest.mark.parametrize("scope", ["global", "layerwise"])
 def test_obert_exact_targets_never_regrow(structure: str, scope: str) -> None:
     model = tiny_bert()
-    targets = encoder_linear_targets(model)
+    targets = bert_targets(model)
     config = OBertConfig(num_grads=6, chunk_size=4, num_recomputations=2)
     unit = 4 if structure == "block4" else 1
     masks = None
@@ -174,7 +173,7 @@ def test_obert_exact_targets_never_regrow(structure: str, scope: str) -> None:
 
 def _run(seed: int, budget: int | None = None) -> dict[str, Tensor]:
     model = tiny_bert(seed)
-    targets = encoder_linear_targets(model)
+    targets = bert_targets(model)
     config = OBertConfig(num_grads=5, chunk_size=2)
     if budget is not None:
         config = OBertConfig(num_grads=5, chunk_size=2, memory_budget_bytes=budget)
@@ -190,17 +189,17 @@ def test_deterministic_under_a_seed() -> None:
 
 def test_groups_under_a_small_budget_meet_the_target() -> None:
     small = OBertConfig(num_grads=5, chunk_size=2, memory_budget_bytes=1_200_000)
-    assert len(plan_groups(encoder_linear_targets(tiny_bert()), small, "unstructured")) > 2
+    assert len(plan_groups(bert_targets(tiny_bert()), small, "unstructured")) > 2
     state = _run(0, budget=1_200_000)  # a few targets per group: two passes per sub-step
     model = tiny_bert()
     model.load_state_dict(state)
-    report = sparsity_of(encoder_linear_targets(model))
+    report = sparsity_of(bert_targets(model))
     assert report.zeros == round(0.5 * report.total)
 
 
 def test_memory_budget_error_names_estimate_and_budget() -> None:
     model = tiny_bert()
-    targets = encoder_linear_targets(model)
+    targets = bert_targets(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(FisherMemoryError) as info:
         prune(
@@ -220,7 +219,7 @@ def test_collection_restores_modes_flags_and_grads_and_progress_cancels() -> Non
     model = tiny_bert()
     model.train()
     model.bert.embeddings.requires_grad_(False)
-    targets = encoder_linear_targets(model)
+    targets = bert_targets(model)
     query = targets["bert.encoder.layer.0.attention.self.query"]
     query.weight.grad = torch.ones_like(query.weight)
     seen: list[float] = []
@@ -262,7 +261,7 @@ def test_gradients_are_collected_in_eval_mode() -> None:
     for _ in range(2):
         model = tiny_bert()
         model.train()
-        targets = encoder_linear_targets(model)
+        targets = bert_targets(model)
         prune(OBertConfig(num_grads=4), targets, 0.5, gradients=bert_source(model), device=CPU)
         runs.append(torch.cat([m.weight.detach().flatten() for m in targets.values()]))
     assert torch.equal(runs[0], runs[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,15 @@ def tiny_model(tiny_bert_dir: Path) -> Any:
 
     torch.manual_seed(0)
     return AutoModelForSequenceClassification.from_pretrained(str(tiny_bert_dir)).eval()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for tests of many tiny models (per-family tests): OpenMP
+    spin-waiting on a busy 2-core machine makes them several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

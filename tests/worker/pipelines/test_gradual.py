@@ -38,14 +38,15 @@ def test_callback_applies_pending_points_at_train_end() -> None:
 
 
 def test_gradual_schedule_reaches_target_with_mask_held(tiny_model: Any, tokenizer: Any) -> None:
-    from worker.compression import MagnitudeConfig, encoder_linear_targets
+    from worker.compression import MagnitudeConfig
+    from worker.pipelines.architecture import prunable_targets
 
     spec = PruningSpec(
         method="magnitude",
         sparsity=0.7,
         schedule=GradualSchedule(kind="gradual", steps=6, pruning_steps=3),
     )
-    state = pr.MaskState(encoder_linear_targets(tiny_model))
+    state = pr.MaskState(prunable_targets(tiny_model))
     cb = pr.gradual_callback(state, spec, 6, config=MagnitudeConfig(), gradients=None, device=CPU)
     seen: list[float] = []
 

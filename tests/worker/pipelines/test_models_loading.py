@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from app.architectures.families import BERT
 from tests.factories.tiny_bert import write_tiny_bert
 from worker.pipelines import models
 from worker.pipelines.errors import ModelInvalid
@@ -103,11 +104,12 @@ def test_transformers_loading_report_is_checked_too(
          "unexpected"],
 )  # fmt: skip
 def test_refuse_random_weights(report: dict[str, Any], allowed: bool, head_loaded: bool) -> None:
+    task = "sequence_classification"
     if allowed:
-        assert refuse_random_weights(report, "m") is head_loaded
+        assert refuse_random_weights(report, "m", BERT, task) is head_loaded
     else:
         with pytest.raises(ModelInvalid, match=r"initialised at random|size mismatch"):
-            refuse_random_weights(report, "m")
+            refuse_random_weights(report, "m", BERT, task)
 
 
 def test_the_builtin_minilm_still_loads() -> None:

@@ -14,11 +14,11 @@ import torch
 from tests.worker.pipelines.test_compress import ctx_for, make_env, spec
 from worker.compression import (
     apply_masks,
-    encoder_linear_targets,
     int8_state_dict,
     load_int8_state_dict,
 )
 from worker.compression.qat import QATLinear, convert_qat, prepare_qat
+from worker.pipelines.architecture import prunable_targets
 from worker.pipelines.compress import plan, run_pipeline
 from worker.pipelines.evaluate import evaluate
 from worker.pipelines.package import load_int8_dir
@@ -28,7 +28,7 @@ TEXTS = ["a fine film", "dull and slow", "great acting, weak plot", "i loved eve
 
 
 def _half_masks(model: Any) -> dict[str, torch.Tensor]:
-    targets = encoder_linear_targets(model)
+    targets = prunable_targets(model)
     masks = {n: m.weight.abs() > m.weight.abs().median() for n, m in targets.items()}
     apply_masks(targets, masks)
     return masks

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.factories.tiny_bert import sentiment_rows
-from worker.compression import MagnitudeConfig, encoder_linear_targets, hold_masks, prune
+from worker.compression import MagnitudeConfig, hold_masks, prune
+from worker.pipelines.architecture import prunable_targets
 from worker.pipelines.data import Example
 from worker.pipelines.tasks.classification import TASK as CLASSIFICATION
 from worker.pipelines.train import (
@@ -87,7 +88,7 @@ def test_training_learns_and_is_seeded(tiny_bert_dir: Any, tokenizer: Any) -> No
 
 
 def test_mask_held_through_training_with_weight_decay(tiny_model: Any, tokenizer: Any) -> None:
-    targets = encoder_linear_targets(tiny_model)
+    targets = prunable_targets(tiny_model)
     masks = prune(MagnitudeConfig(), targets, 0.6, device=CPU)
     hold = hold_masks(targets, masks)
     cfg = TrainConfig(

@@ -81,10 +81,10 @@ def _pruner(loaded: Loaded, model: nn.Module, ctx: PipelineContext) -> Pruner | 
 
 
 def stage_prune(loaded: Loaded, student: Student, ctx: PipelineContext) -> Pruned:
-    from worker.compression import encoder_linear_targets
+    from worker.pipelines.architecture import prunable_targets
 
     spec, model = loaded.spec, student.model
-    masks = pr.MaskState(encoder_linear_targets(model))
+    masks = pr.MaskState(prunable_targets(model))
     if prunes(spec) and not masks.targets:
         raise UnsupportedSpec(f"no prunable encoder Linear layers in {type(model).__name__}")
     pruned = Pruned(model, student.kept_layers, masks, _pruner(loaded, model, ctx))

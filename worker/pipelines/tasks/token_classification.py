@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -230,7 +231,11 @@ class TokenClassification:
                                "align the tags to sub-tokens)")  # fmt: skip
         if not examples:
             return []
-        words = [list(ex.words) for ex in examples]
+        spaced = byte_level_words(tokenizer)
+        words = [
+            [w if i == 0 or not spaced else " " + w for i, w in enumerate(ex.words)]
+            for ex in examples
+        ]
         enc = tokenizer(
             words, is_split_into_words=True, truncation=True, max_length=spec.max_length
         )
@@ -289,3 +294,16 @@ class TokenClassification:
 
 
 TASK = TokenClassification()
+
+
+def byte_level_words(tokenizer: Any) -> bool:
+    """Whether pre-split words need the space running text gives them (all but the first):
+    a byte-level BPE (RoBERTa, ModernBERT) without `add_prefix_space` reads a word's leading
+    space as part of it, so without one "happy" is cut as it never is in running text."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    if pre is None:
+        return False
+    state = json.loads(pre.__getstate__())
+    parts = state.get("pretokenizers") or [state]
+    return any(p.get("type") == "ByteLevel" and not p.get("add_prefix_space") for p in parts)
