@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import tarfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ import pytest
 from app.architectures import ARCHITECTURES
 from tests.factories.encoder_configs import FAMILIES
 from tests.factories.encoders import write_tiny_encoder
-from tests.factories.tiny_bert import archive, write_squad_like, write_sst2_like
-from tests.worker.pipelines.test_compress import Uploads, ctx_for, spec
-from worker.job_store import ModelRecord
+from tests.factories.tiny_bert import write_squad_like
+from tests.worker.pipelines.test_compress import ctx_for, make_env, spec
 from worker.pipelines.architecture import model_config, prunable_targets
 from worker.pipelines.compress import run_pipeline
 from worker.pipelines.package import load_hf_dir
@@ -31,46 +29,10 @@ TASKS = {"deberta-v2": "question_answering", "modernbert": "question_answering"}
 
 
 def _env(tmp_path: Path, family: str, task: str) -> dict[str, Any]:
-    from app.settings import Settings
-    from app.storage import LocalStore
-
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        storage_dir=tmp_path / "store",
-        work_dir=tmp_path / "work",
-        device="cpu",
-    )
-    write_sst2_like(settings.data_dir, n_train=32, n_dev=12)
-    write_squad_like(settings.data_dir, n_train=16, n_dev=6)
-    store = LocalStore(settings.storage_dir)
     folder = write_tiny_encoder(tmp_path / "upload", family, task=task, num_labels=2)
-    stored = store.put_file(archive(folder, tmp_path / "m.zip", "zip", prefix="m"))
-    uploads = Uploads()
-    rec = ModelRecord(
-        id=uuid.uuid4(),
-        sha256=stored.sha256,
-        storage_key=stored.key,
-        archive_format="zip",
-        architecture="",
-        num_labels=None,
-        config={},
-    )
-    uploads.models[rec.id] = rec
-    artifacts: dict[str, tuple[Path, str]] = {}
-
-    def add_artifact(kind: str, path: Path, filename: str, media_type: str) -> str:
-        obj = store.put_file(path)
-        artifacts[kind] = (store.local_path(obj.key), filename)
-        return obj.sha256
-
-    return {
-        "settings": settings,
-        "store": store,
-        "uploads": uploads,
-        "model_id": rec.id,
-        "artifacts": artifacts,
-        "add_artifact": add_artifact,
-    }
+    env = make_env(tmp_path, model_dir=folder, n_train=32, n_dev=12)
+    write_squad_like(env["settings"].data_dir, n_train=16, n_dev=6)
+    return env
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -34,16 +34,21 @@ class Uploads:
         return None
 
 
-def make_env(tmp_path: Path, *, layers: int = 2, with_head: bool = False) -> dict[str, Any]:
+def make_env(
+    tmp_path: Path, *, layers: int = 2, with_head: bool = False, model_dir: Path | None = None,
+    n_train: int = 48, n_dev: int = 16,
+) -> dict[str, Any]:  # fmt: skip
+    """Settings, a store holding the uploaded model (a tiny BERT, or `model_dir`), the SST-2
+    stand-in under DATA_DIR, and the lookups and artifact sink a pipeline context needs."""
     settings = Settings(
         data_dir=tmp_path / "data",
         storage_dir=tmp_path / "store",
         work_dir=tmp_path / "work",
         device="cpu",
     )
-    write_sst2_like(settings.data_dir, n_train=48, n_dev=16)
+    write_sst2_like(settings.data_dir, n_train=n_train, n_dev=n_dev)
     store = LocalStore(settings.storage_dir)
-    folder = write_tiny_bert(tmp_path / "upload", layers=layers, with_head=with_head)
+    folder = model_dir or write_tiny_bert(tmp_path / "upload", layers=layers, with_head=with_head)
     stored = store.put_file(archive(folder, tmp_path / "m.zip", "zip", prefix="tiny"))
     uploads = Uploads()
     rec = ModelRecord(
