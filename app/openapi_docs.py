@@ -30,6 +30,12 @@ OBERT_GRADUAL_JOB: dict[str, Any] = {
     "quantization": {"method": "dynamic_int8"},
     "webhook_url": "https://example.com/hooks/scalpel",
 }
+STRUCTURED_JOB: dict[str, Any] = {
+    "model": "minilm-l6",
+    "dataset": {"name": "sst2"},
+    "pruning": {"method": "structured", "structured": {"target_speedup": 2.0, "steps": 3}},
+    "distillation": {"enabled": True, "hardness": 1.0, "temperature": 2.0},
+}
 # Shown once JobSpec has a `recipe` field; tests/app/test_openapi_docs.py then submits it, so
 # it must name a recipe that exists (app/recipes).
 RECIPE_JOB: dict[str, Any] = {
@@ -45,6 +51,10 @@ def job_spec_examples() -> dict[str, dict[str, Any]]:
         "obert-gradual": {
             "summary": "Gradual oBERT to 80% (block4), distillation, int8",
             "value": OBERT_GRADUAL_JOB,
+        },
+        "structured": {
+            "summary": "Structured pruning to a 2x measured speedup, distillation",
+            "value": STRUCTURED_JOB,
         },
     }
     if "recipe" in JobSpec.model_fields:  # once the recipe field exists

@@ -17,6 +17,9 @@ The configurations:
   obert-80, obert-90, gmp-80, gmp-90   the built-in recipes of those names
   compound-3l-80-block4-int8           the `compound-3l-80-int8` recipe: keep 3 of 6 layers,
                                        oBERT gradual pruning to 80% in blocks of 4, QAT int8
+  structured-1.5x, -2x, -3x, -4x      structured pruning (heads and FFN neurons, ZipLM) to that
+                                       measured speedup (recipes structured-2x / -3x with the
+                                       target set), 3 steps; structured-2x-int8 adds QAT int8
 
 The budget. The dense model is fine-tuned once (`--dense-steps` steps, batch 16, on the
 `--train-examples` subset) by a pipeline job with pruning "none", and its model.tar.gz is
@@ -79,7 +82,15 @@ CONFIGS: dict[str, str] = {  # configuration -> built-in recipe
     "gmp-80": "gmp-80",
     "gmp-90": "gmp-90",
     "compound-3l-80-block4-int8": "compound-3l-80-int8",
+    # structured pruning (heads and neurons to a measured speedup): the ladder and the compound
+    "structured-1.5x": "structured-2x",
+    "structured-2x": "structured-2x",
+    "structured-3x": "structured-3x",
+    "structured-4x": "structured-3x",
+    "structured-2x-int8": "structured-2x-int8",
 }
+# Configurations that are a recipe with another speedup target
+TARGET_SPEEDUPS = {"structured-1.5x": 1.5, "structured-4x": 4.0}
 DEFAULT_TRAIN_EXAMPLES = 8000
 TASK_DATASETS: dict[str, str] = {  # task -> its built-in data set
     "sequence_classification": "sst2",
@@ -282,6 +293,8 @@ def config_body(args: argparse.Namespace, config: str, model_id: uuid.UUID) -> d
         }
     if pruning.get("method") == "obert" and args.smoke:
         body.setdefault("pruning", {})["obert"] = dict(SMOKE_OBERT)
+    if config in TARGET_SPEEDUPS:
+        body["pruning"] = {"structured": {"target_speedup": TARGET_SPEEDUPS[config]}}
     if base.get("quantization", {}).get("method") == "qat_int8":
         qat = steps if args.qat_steps is None else args.qat_steps
         body["quantization"] = {"qat_steps": qat}
@@ -400,6 +413,17 @@ def result_line(
     line["onnx_compaction"] = {
         k: v for k, v in (onnx.get("compaction") or {}).items() if k != "method"
     }
+    if report.get("structured"):
+        s = report["structured"]
+        line["structured"] = {
+            "target_speedup": s["target_speedup"], "steps": s["steps"],
+            "predicted_speedup": s["final"]["predicted_speedup"],
+            "measured_speedup": s["measured_speedup"],
+            "measured_over_predicted": s["measured_over_predicted"],
+            "kept_heads": s["final"]["kept_heads"], "kept_neurons": s["final"]["kept_neurons"],
+            "fraction_removed": s["final"]["fraction_removed"],
+            "latency_table_key": s["latency_table"]["key"],
+        }  # fmt: skip
     return line
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from app.errors import Unprocessable
 from app.schemas.job_spec import BUILTIN_DATASETS, JobSpec
-from app.services import job_estimate, spec_limits
+from app.services import job_data_sizes, job_estimate, spec_limits
 from app.services.periodic import PeriodicLoop
 from app.settings import Settings
 from worker.job_store import JobStore
@@ -111,17 +111,17 @@ def check_at_start(spec: JobSpec, settings: Settings, jobs: JobStore) -> None:
     if config is None:
         return
     if name in BUILTIN_DATASETS:
-        sizes = job_estimate.builtin_sizes(name, settings.data_dir)
+        sizes = job_data_sizes.builtin_sizes(name, settings.data_dir)
     else:
         dataset_id = _uuid(name)
         rec = jobs.get_uploaded_dataset(dataset_id) if dataset_id is not None else None
         if rec is None:
             return  # the pipeline reports the missing data set
-        labels = job_estimate.task_labels(spec.task, rec.labels)
-        sizes = job_estimate.uploaded_sizes(rec.num_rows, labels, spec.task)
+        labels = job_data_sizes.task_labels(spec.task, rec.labels)
+        sizes = job_data_sizes.uploaded_sizes(rec.num_rows, labels, spec.task)
     try:
         spec_limits.check_estimate(
-            spec, config, job_estimate.limited(sizes, spec), spec_limits.Limits.of(settings)
+            spec, config, job_data_sizes.limited(sizes, spec), spec_limits.Limits.of(settings)
         )
     except Unprocessable as e:
         raise PipelineError(e.detail or str(e), code=e.code) from None

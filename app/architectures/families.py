@@ -28,7 +28,13 @@ BYTE_BPE = ("vocab.json", "merges.txt")
 FAST = ("tokenizer.json",)
 
 BERT_HEADS = AttentionHeads(
-    "attention.output.dense", "attention.self.query", "attention.self.key", "attention.self.value"
+    "attention.output.dense",
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    module="attention.self",
+    count="num_attention_heads",
+    width="all_head_size",
 )
 BERT_FFN = FeedForward("intermediate.dense", "output.dense", "intermediate.intermediate_act_fn")
 
@@ -109,7 +115,12 @@ DISTILBERT = Architecture(
     layers_path="transformer.layer",
     matrices=DISTILBERT_MATRICES,
     attention=AttentionHeads(
-        "attention.out_lin", "attention.q_lin", "attention.k_lin", "attention.v_lin"
+        "attention.out_lin",
+        "attention.q_lin",
+        "attention.k_lin",
+        "attention.v_lin",
+        module="attention",
+        count="n_heads",  # its `dim` is the model width, which the forward does not read
     ),
     ffn=FeedForward("ffn.lin1", "ffn.lin2", "ffn.activation"),
     parameters=distilbert_parameters,
@@ -136,6 +147,9 @@ DEBERTA_V2 = Architecture(
         "attention.self.query_proj",
         "attention.self.key_proj",
         "attention.self.value_proj",
+        module="attention.self",
+        count="num_attention_heads",
+        width="all_head_size",
     ),
     ffn=BERT_FFN,
     parameters=deberta_parameters,
@@ -168,7 +182,14 @@ MPNET = Architecture(
     layers_path="encoder.layer",
     matrices=MPNET_MATRICES,
     attention=AttentionHeads(
-        "attention.attn.o", "attention.attn.q", "attention.attn.k", "attention.attn.v"
+        "attention.attn.o",
+        "attention.attn.q",
+        "attention.attn.k",
+        "attention.attn.v",
+        module="attention.attn",
+        count="num_attention_heads",
+        width="all_head_size",
+        shared_bias="position_bias",  # the encoder's relative_attention_bias, all heads
     ),
     ffn=BERT_FFN,
     parameters=mpnet_parameters,
@@ -186,7 +207,7 @@ MODERNBERT = Architecture(
     base_prefix="model.",
     layers_path="layers",
     matrices=MODERNBERT_MATRICES,
-    attention=AttentionHeads("attn.Wo", qkv="attn.Wqkv"),
+    attention=AttentionHeads("attn.Wo", qkv="attn.Wqkv", module="attn"),  # heads: Wqkv rows
     ffn=FeedForward("mlp.Wi", "mlp.Wo", "mlp.act", gated=True),
     parameters=modernbert_parameters,
     defaults={

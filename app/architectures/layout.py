@@ -113,13 +113,24 @@ class Matrix:
 @dataclass(frozen=True)
 class AttentionHeads:
     """Head i is rows [i*d, (i+1)*d) of `query`, `key` and `value` (of each third of `qkv`
-    when they are fused) and columns [i*d, (i+1)*d) of `output`, d = hidden / heads."""
+    when they are fused) and columns [i*d, (i+1)*d) of `output`, d = hidden / heads.
+
+    For removing heads from a layer: `module` is the attention module under the layer whose
+    forward splits the projections into heads, `count` and `width` the attributes of it that
+    hold the head count and the all-heads width (None where the forward infers them from the
+    projections' shapes), and `shared_bias` the forward argument carrying a per-head bias of
+    shape (batch, heads, query, key) computed once for all layers (MPNet's position_bias),
+    which a layer with fewer heads takes sliced to its own."""
 
     output: str
     query: str | None = None
     key: str | None = None
     value: str | None = None
     qkv: str | None = None
+    module: str | None = None
+    count: str | None = None
+    width: str | None = None
+    shared_bias: str | None = None
 
 
 @dataclass(frozen=True)

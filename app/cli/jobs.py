@@ -34,7 +34,7 @@ def submit(
     model: Annotated[str | None, typer.Option(help="Built-in model or uploaded model id.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Built-in data set or uploaded id.")] = None,
     sparsity: Annotated[float | None, typer.Option(help="Target sparsity, 0 to 0.99.")] = None,
-    method: Annotated[str | None, typer.Option(help="magnitude, obert or none.")] = None,
+    method: Annotated[str | None, typer.Option(help="magnitude, obert, structured, none.")] = None,
     structure: Annotated[str | None, typer.Option(help="unstructured or block4.")] = None,
     quantization: Annotated[str | None, typer.Option(help="none or dynamic_int8.")] = None,
     set_: Annotated[

@@ -76,6 +76,10 @@ def spec_summary(spec: dict[str, Any]) -> tuple[str, str, str]:
     name = dataset.get("name", "") if isinstance(dataset, dict) else str(dataset or "")
     raw = spec.get("pruning")
     pruning: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if pruning.get("method") == "structured":  # a speedup target; sparsity does not apply
+        options = pruning.get("structured")
+        target = options.get("target_speedup", 2.0) if isinstance(options, dict) else 2.0
+        return str(spec.get("model", "")), str(name), f"structured {target}x"
     method = f"{pruning.get('method', '')} {pruning.get('sparsity', '')}".strip()
     return str(spec.get("model", "")), str(name), method
 

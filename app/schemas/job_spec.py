@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     Field,
     UrlConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -152,18 +153,93 @@ class OBertSpec(SpecModel):
     grad_batch_size: int | None = Field(default=None, ge=1, le=512)
 
 
+class StructuredSpec(SpecModel):
+    """Structured second-order pruning (ZipLM): attention heads, FFN neurons and whole modules
+    removed from the matrices, as many per layer as a measured latency target allows."""
+
+    target_speedup: float = Field(
+        default=2.0, gt=1.0, le=20.0,
+        description="Dense latency / compressed latency, both measured in `runtime` (fp32) at "
+        "latency_batch_size x dataset.max_length and the worker's threads. A target the "
+        "model cannot reach (its fastest allocation is slower) fails the job.",
+    )  # fmt: skip
+    runtime: Literal["onnxruntime-cpu"] = Field(
+        default="onnxruntime-cpu", description="Where the latency table is measured."
+    )
+    steps: int = Field(
+        default=3, ge=1, le=20,
+        description="Gradual pruning: step k aims at target_speedup ** (k / steps), with "
+        "distillation and recovery between steps; 1 is one-shot.",
+    )  # fmt: skip
+    calibration_batches: int = Field(
+        default=16, ge=1, le=1024,
+        description="Training batches whose layer inputs calibrate each step.",
+    )  # fmt: skip
+    damp: float = Field(
+        default=0.01, gt=0, le=1.0,
+        description="Dampening of X^T X, relative to the mean of its diagonal.",
+    )  # fmt: skip
+    latency_batch_size: int = Field(
+        default=1, ge=1, le=256, description="The batch size the latency table is measured at."
+    )
+
+
+_OWN_STEPS = (
+    "method 'structured' has its own schedule and options: pruning.structured.steps (1 is "
+    "one-shot), .calibration_batches and .damp"
+)
+
+
 class PruningSpec(SpecModel):
-    method: Literal["magnitude", "obert", "none"] = "magnitude"
+    method: Literal["magnitude", "obert", "structured", "none"] = Field(
+        default="magnitude",
+        description="magnitude or obert: unstructured or block sparsity (pruning.sparsity); "
+        "structured: heads, FFN neurons and whole modules removed to reach "
+        "pruning.structured.target_speedup (sparsity, structure, scope and schedule do not apply).",
+    )
     sparsity: float = Field(default=0.5, ge=0.0, le=0.99)
     structure: Literal["unstructured", "block4"] = "unstructured"
     scope: Literal["global", "layerwise"] = "global"
     schedule: Schedule = Field(default_factory=OneShotSchedule)
     obert: OBertSpec | None = None
+    structured: StructuredSpec | None = Field(
+        default=None,
+        description="method structured's options (absent or null: the defaults).",
+        examples=[{"target_speedup": 2.0, "steps": 3}],
+    )
+
+    # Field validators run in declaration order, after `method`: they can name their field.
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_fits_method(
+        cls, schedule: OneShotSchedule | GradualSchedule, info: ValidationInfo
+    ) -> OneShotSchedule | GradualSchedule:
+        if isinstance(schedule, GradualSchedule) and info.data.get("method") == "structured":
+            raise ValueError(f"a gradual schedule does not apply; {_OWN_STEPS}")
+        return schedule
+
+    @field_validator("obert")
+    @classmethod
+    def _obert_fits_method(cls, obert: OBertSpec | None, info: ValidationInfo) -> OBertSpec | None:
+        method = info.data.get("method")
+        if obert is not None and method == "structured":
+            raise ValueError(f"'obert' options do not apply; {_OWN_STEPS}")
+        if obert is not None and method not in (None, "obert"):
+            raise ValueError("'obert' options are only valid with method 'obert'")
+        return obert
+
+    @field_validator("structured")
+    @classmethod
+    def _structured_fits_method(
+        cls, structured: StructuredSpec | None, info: ValidationInfo
+    ) -> StructuredSpec | None:
+        method = info.data.get("method")
+        if structured is not None and method not in (None, "structured"):
+            raise ValueError("'structured' options are only valid with method 'structured'")
+        return structured
 
     @model_validator(mode="after")
     def _consistent(self) -> PruningSpec:
-        if self.obert is not None and self.method != "obert":
-            raise ValueError("'obert' options are only valid with method 'obert'")
         if (
             isinstance(self.schedule, GradualSchedule)
             and self.schedule.init_sparsity > self.sparsity

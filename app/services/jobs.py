@@ -22,10 +22,10 @@ from app.repositories import jobs as jobs_repo
 from app.repositories import uploads as uploads_repo
 from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, TASK_DATASET_OPTIONS, JobSpec
 from app.schemas.jobs import JobOut, JobPage
-from app.services import job_estimate, spec_limits
+from app.services import job_data_sizes, job_estimate, spec_limits
 from app.services.dispatch import enqueue_and_mark_dispatched
 from app.services.job_cache import JobCache
-from app.services.job_estimate import DataSizes
+from app.services.job_data_sizes import DataSizes
 from app.services.webhook_outbox import check_submitted_url, record_terminal
 from app.settings import Settings
 from app.tenancy import Caller
@@ -167,7 +167,7 @@ def _check_dataset(
                 f"built-in data set {name!r} is not installed in the data directory",
                 code="dataset_unavailable", field="dataset.name",
             )  # fmt: skip
-        return job_estimate.builtin_sizes(name, settings.data_dir)
+        return job_data_sizes.builtin_sizes(name, settings.data_dir)
     dataset_id = parse_id(name)
     dataset = (
         uploads_repo.get_dataset(session, dataset_id, tenant_id=tenant_id) if dataset_id else None
@@ -184,8 +184,8 @@ def _check_dataset(
     # The recorded classes or tags count only for the column they were read from.
     target = spec.dataset.tag_column or spec.dataset.label_column
     same = target in (None, dataset.label_column)
-    labels = job_estimate.task_labels(spec.task, dataset.labels) if same else None
-    return job_estimate.uploaded_sizes(dataset.num_rows, labels, spec.task)
+    labels = job_data_sizes.task_labels(spec.task, dataset.labels) if same else None
+    return job_data_sizes.uploaded_sizes(dataset.num_rows, labels, spec.task)
 
 
 def _check_columns(spec: JobSpec, dataset: UploadedDataset) -> None:
@@ -254,7 +254,7 @@ def submit(session: Session, spec: JobSpec, settings: Settings, caller: Caller) 
     if model is not None:
         _check_head(spec, model.config, sizes.num_labels, _tags(session, spec, caller.tenant_id))
     if config is not None:
-        spec_limits.check_estimate(spec, config, job_estimate.limited(sizes, spec), limits)
+        spec_limits.check_estimate(spec, config, job_data_sizes.limited(sizes, spec), limits)
     webhook = str(spec.webhook_url) if spec.webhook_url is not None else None
     if webhook is not None:
         check_submitted_url(webhook, settings)

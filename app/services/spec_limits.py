@@ -14,7 +14,7 @@ from typing import Any
 
 from app.errors import Unprocessable
 from app.schemas.job_spec import JobSpec
-from app.services import job_estimate
+from app.services import job_data_sizes, job_estimate
 from app.settings import Settings
 
 # The built-in models' encoders (all-MiniLM-L6-v2).
@@ -76,7 +76,7 @@ def check_spec(spec: JobSpec, config: dict[str, Any] | None) -> None:
 
 
 def check_estimate(
-    spec: JobSpec, config: dict[str, Any], data: job_estimate.DataSizes, limits: Limits
+    spec: JobSpec, config: dict[str, Any], data: job_data_sizes.DataSizes, limits: Limits
 ) -> job_estimate.Estimate:
     """The whole job's estimated peak memory against the worker's budget, then its estimated
     run time against the per-job limit; raises Unprocessable naming both and the field to

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Job, UploadedModel
 from app.schemas.job_spec import JobSpec
-from app.services import job_estimate, spec_limits
+from app.services import job_data_sizes, job_estimate, spec_limits
 from tests.worker import test_runner
 from tests.worker.test_runner import add_job, spec
 from worker.budget import (
@@ -204,7 +204,7 @@ def test_run_job_fails_a_job_whose_process_goes_over_the_budget(
     process): the watchdog ends the running job."""
     body = spec(env["model_id"])
     settings, cfg = env["settings"], config(db_session, env)
-    sizes = job_estimate.builtin_sizes("sst2", settings.data_dir)
+    sizes = job_data_sizes.builtin_sizes("sst2", settings.data_dir)
     est = job_estimate.estimate(JobSpec.model_validate(body), cfg, sizes,
                                 settings.estimate_train_flops_per_s)  # fmt: skip
     settings = settings.model_copy(update={"worker_memory_budget_bytes": est.peak_bytes,

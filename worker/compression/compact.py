@@ -15,11 +15,18 @@ its input and gate rows are zero, folded into ``b2``.
 Removing them gives narrower Linear layers computing the same function (up to float rounding
 of the folded bias), which dense kernels run faster: the speed a runtime without sparse
 kernels can take from unstructured sparsity.
+
+Attention heads likewise (:func:`compact_heads`): head ``i`` is columns ``[i*d, (i+1)*d)`` of
+the output projection and rows ``[i*d, (i+1)*d)`` of each head-carrying input projection (of
+each of the ``parts`` consecutive blocks of a fused one: query, key and value thirds). Each
+head's scores, softmax and context are its own, so a head whose output columns are all zero
+contributes nothing, and dropping its rows and columns leaves every other head and the output
+unchanged, bit for bit up to the narrower sums' rounding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -135,3 +142,79 @@ def compact_ffn(
         neurons=n, kept=int(idx.numel()), constant=int(constant.sum()), dead=int(dead.sum())
     )
     return new1, new2, report
+
+
+@dataclass(frozen=True)
+class HeadCompaction:
+    """What :func:`compact_heads` removed from one attention block."""
+
+    heads: int  # before
+    kept: tuple[int, ...]  # the original indices of the heads left in the graph
+    live: int  # of those, heads with a nonzero output column (0: one silent head kept)
+
+    @property
+    def removed(self) -> tuple[int, ...]:
+        """The original indices of the heads whose output columns are all zero."""
+        if not self.live:
+            return tuple(range(self.heads))
+        return tuple(i for i in range(self.heads) if i not in self.kept)
+
+    def as_dict(self) -> dict[str, int | list[int]]:
+        return {
+            "heads": self.heads,
+            "heads_kept": self.live,
+            "heads_removed": list(self.removed),
+            "heads_in_graph": len(self.kept),
+        }
+
+
+def _heads(width: int, head_dim: int, what: str) -> int:
+    if head_dim < 1 or width % head_dim:
+        raise ValueError(f"{what} has {width} features, not a multiple of the head size {head_dim}")
+    return width // head_dim
+
+
+def empty_heads(output: nn.Linear, head_dim: int) -> Tensor:
+    """Boolean mask over the heads whose columns of the output projection are all zero."""
+    heads = _heads(output.in_features, head_dim, "the output projection")
+    zero = output.weight.detach().eq(0).view(output.out_features, heads, head_dim)
+    return zero.all(dim=2).all(dim=0)
+
+
+def head_rows(kept: Tensor, head_dim: int, heads: int, parts: int = 1) -> Tensor:
+    """The indices of the rows (or columns) that carry the `kept` heads, in order, in each of
+    `parts` consecutive blocks of ``heads * head_dim``."""
+    one = (kept[:, None] * head_dim + torch.arange(head_dim, device=kept.device)).reshape(-1)
+    return torch.cat([one + p * heads * head_dim for p in range(parts)])
+
+
+@torch.no_grad()
+def compact_heads(
+    output: nn.Linear, inputs: Sequence[tuple[nn.Linear, int]], head_dim: int
+) -> tuple[nn.Linear, list[nn.Linear], HeadCompaction]:
+    """A new output projection without the empty heads' columns and new input projections
+    (each given with its number of head blocks: 3 for a fused qkv) without their rows and
+    biases; the modules given are left unchanged. At least one head is kept (zero heads is not
+    a valid reshape): with every head empty, head 0 stays, its output columns zero."""
+    heads = _heads(output.in_features, head_dim, "the output projection")
+    for linear, parts in inputs:
+        if linear.out_features != parts * heads * head_dim:
+            raise ValueError(
+                f"an input projection has {linear.out_features} rows, expected "
+                f"{parts} x {heads} heads x {head_dim}"
+            )
+    keep = ~empty_heads(output, head_dim)
+    live = int(keep.sum())
+    if not live:
+        keep[0] = True
+    kept = keep.nonzero().squeeze(1)
+    columns = head_rows(kept, head_dim, heads)
+    bias = None if output.bias is None else output.bias.detach()
+    new_output = _linear_like(output, output.weight.detach()[:, columns], bias)
+    new_inputs = []
+    for linear, parts in inputs:
+        rows = head_rows(kept, head_dim, heads, parts).to(linear.weight.device)
+        b = None if linear.bias is None else linear.bias.detach()[rows]
+        new_inputs.append(_linear_like(linear, linear.weight.detach()[rows], b))
+    report = HeadCompaction(heads=heads, kept=tuple(int(i) for i in kept), live=live)
+    return new_output, new_inputs, report

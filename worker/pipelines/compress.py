@@ -4,9 +4,10 @@ in order, each stage's typed output feeding the next.
 load -> finetune_dense (when the model has no trained head, or always/never as asked) ->
 evaluate_dense -> drop_layers (spec.layers) -> prune (one-shot; gradual pruning happens in
 recover) -> recover (fine-tune with the mask held, distillation from the dense teacher when
-enabled) -> quantize (dynamic_int8) or qat (quantization-aware fine-tuning, qat_int8) ->
-evaluate -> measure -> export (ONNX fp32 and int8, parity with PyTorch, measured in ONNX
-Runtime) -> package.
+enabled; method structured runs `stages.structured` in place of prune and recover, pruning
+steps and recoveries interleaved) -> quantize (dynamic_int8) or qat (quantization-aware
+fine-tuning, qat_int8) -> evaluate -> measure -> export (ONNX fp32 and int8, parity with
+PyTorch, measured in ONNX Runtime) -> package.
 
 Three stages are checkpointed under `<work_dir>/<job id>/checkpoints`: `dense` (fine-tune and
 evaluate), `compress` (drop layers, prune, recover; `recover` also checkpoints after each
@@ -49,6 +50,7 @@ from worker.pipelines.stages.recover import (
     save_recovered,
     stage_recover,
 )
+from worker.pipelines.stages.structured import stage_structured
 from worker.pipelines.tasks import get_task
 
 __all__ = [
@@ -108,8 +110,11 @@ def _run_stages(
 
 
 def _compress(loaded: Loaded, dense: Dense, ck: JobCheckpoints, ctx: PipelineContext) -> Recovered:
-    """The compression group: drop_layers -> prune -> recover."""
+    """The compression group: drop_layers -> prune -> recover (method structured: its own
+    stage, pruning steps and recovery interleaved)."""
     student = stage_drop_layers(loaded, dense, ctx)
+    if loaded.spec.pruning.method == "structured":
+        return stage_structured(loaded, dense, student, ck, ctx)
     pruned = stage_prune(loaded, student, ctx)
     return stage_recover(loaded, dense, pruned, ck, ctx)
 

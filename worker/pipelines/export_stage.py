@@ -4,9 +4,11 @@ Everything in the report's `onnx` section is computed by ONNX Runtime from the e
 the task's dev-split metrics (`worker.pipelines.tasks`), CPU latency (batch 1) and throughput
 (batch 32) at the job's sequence length, and speedups over the dense model exported the same
 way. The compressed fp32 graph is exported from the saved `model.safetensors` (what the user
-downloads), after the exact removal of the feed-forward neurons pruning emptied
-(`worker.pipelines.compaction`; the dense model goes through the same step, which finds
-nothing to remove); the int8 graph is quantized from that fp32 graph. A fp32 export whose
+downloads), after the exact removal of the attention heads and feed-forward neurons pruning
+emptied (`worker.pipelines.compaction`: the graph holds only the kept heads' rows and columns,
+layers may differ in head count; the saved PyTorch model keeps its shapes; the dense model goes
+through the same step, which finds nothing to remove); the int8 graph is quantized from that
+fp32 graph. A fp32 export whose
 predictions agree with the (uncompacted) PyTorch model's under the task's gate (labels on
 99.5% of the examples or tokens, the best answer span on 99.5% of the questions, a 0.999
 correlation of the scores) fails the job with `export_parity_failed`.
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 
 from worker.pipelines import export as ex
-from worker.pipelines.compaction import compact_feed_forward
+from worker.pipelines.compaction import compact_structures
 from worker.pipelines.errors import ExportFailed, ExportParityFailed, PipelineError
 from worker.pipelines.inference import EvalSet, onnx_outputs, torch_outputs
 from worker.pipelines.measure import file_sizes_mb
@@ -64,12 +66,12 @@ def _export_all(
     tokenizer, max_length = evalset.tokenizer, evalset.spec.max_length
     outputs = evalset.task.outputs
     try:
-        small, compaction = compact_feed_forward(compressed)
+        small, compaction = compact_structures(compressed)
         fp32 = ex.export_onnx(
             small, tokenizer, folder / ONNX_FP32, max_length=max_length, outputs=outputs
         )
         int8 = ex.quantize_onnx_int8(fp32, folder / ONNX_INT8, per_channel=per_channel)
-        dense_small, _ = compact_feed_forward(dense)
+        dense_small, _ = compact_structures(dense)
         dense_path = ex.export_onnx(
             dense_small, tokenizer, folder / "dense" / DENSE_ONNX, max_length=max_length,
             outputs=outputs,

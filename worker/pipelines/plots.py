@@ -131,3 +131,37 @@ def latency_size_plot(report: dict[str, Any], dest: Path) -> Path:
     ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize="small")
     ax2.set_title("Model file size")
     return _save(fig, dest)
+
+
+def structured_plot(report: dict[str, Any], dest: Path) -> Path:
+    """Method structured: the heads and the FFN neurons kept per layer after each step."""
+    st = report["structured"]
+    final = st["final"]
+    fig = _figure(10.0, 4.0)
+    steps = st["per_step"]
+    width = 0.8 / max(1, len(steps))
+    for i, (key, total, title) in enumerate(
+        (
+            ("kept_heads", final["heads"], "Attention heads kept"),
+            ("kept_neurons", final["neurons"], "FFN neurons kept"),
+        )
+    ):
+        ax = fig.add_subplot(1, 2, i + 1)
+        layers = range(len(final[key]))
+        for j, row in enumerate(steps):
+            label = f"step {row['step']} ({row['target_speedup']:.2f}x)"
+            xs = [x - 0.4 + (j + 0.5) * width for x in layers]
+            ax.bar(xs, row[key], width, label=label)
+        per_layer = total / max(1, len(final[key]))
+        ax.axhline(per_layer, color="grey", linestyle=":", label="dense")
+        ax.set_xticks(list(layers), [str(x) for x in layers])
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("encoder layer")
+        ax.set_ylabel("kept")
+        ax.set_title(title)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, fontsize="x-small")
+    fig.suptitle(
+        f"Structured pruning to {st['target_speedup']:g}x "
+        f"(predicted {final['predicted_speedup']:.2f}x)"
+    )
+    return _save(fig, dest)

@@ -28,6 +28,7 @@ from worker.pipelines.stages.evaluate import Evaluated
 from worker.pipelines.stages.load import Loaded
 from worker.pipelines.stages.quantize import Quantized
 from worker.pipelines.stages.recover import Recovered
+from worker.pipelines.structured_plan import report_section
 
 if TYPE_CHECKING:
     from worker.pipelines.context import PipelineContext
@@ -182,6 +183,7 @@ def package_outputs(
     ctx.reporter.stage("package")
     loaded, spec, evaluated = out.loaded, out.loaded.spec, out.evaluated
     data, dense_eval, int8_eval = loaded.data, out.dense.metrics, evaluated.int8
+    structured = out.compressed.structured
     out_dir = ctx.scratch / "out"
     archives: dict[str, dict[str, str]] = {}
     sha = ctx.add_artifact(
@@ -224,13 +226,14 @@ def package_outputs(
         "int8": {**int8_eval.as_dict(), **m["int8"]} if int8_eval is not None else None,
         "pruning": {
             "method": spec.pruning.method,
-            "target_sparsity": spec.pruning.sparsity,
+            "target_sparsity": None if structured else spec.pruning.sparsity,
             "structure": spec.pruning.structure,
             "scope": spec.pruning.scope,
             "schedule": spec.pruning.schedule.kind,
             "applied": _applied(out),
         },
         "onnx": onnx.section,
+        "structured": report_section(structured, onnx.section) if structured else None,
         "teacher_cache": out.dense.teacher.stats.as_dict(),
         "training_steps": out.steps,
         "resumed_from": out.resumed_from,

@@ -15,21 +15,56 @@ REPORT_MD = "report.md"
 SPARSITY_PNG = "sparsity.png"
 ACCURACY_PNG = "accuracy.png"  # the primary metric's plot (the name predates the tasks)
 LATENCY_SIZE_PNG = "latency_size.png"
+STRUCTURED_PNG = "structured.png"  # method structured: heads and neurons kept per layer
 MARKDOWN = "text/markdown"
 PNG = "image/png"
+
+
+def _cell(v: Any, fmt: str = "{:.3f}") -> str:
+    return "n/a" if v is None else fmt.format(v)
+
+
+def structured_markdown(st: dict[str, Any]) -> str:
+    """The `structured` section of report.md (method structured only)."""
+    final, key = st["final"], st["latency_table"]["key"]
+    lines = [
+        "", "## Structured pruning", "",
+        f"Target {st['target_speedup']:g}x in {st['steps']} steps "
+        f"({', '.join(f'{t:.3f}x' for t in st['step_targets'])}); latency table of "
+        f"{key['runtime']} fp32 on {key['cpu']}, batch {key['batch']} x {key['seq_len']} "
+        f"tokens, threads {key['threads']}; {st['latency_model']['fixed_part']}. Predicted "
+        f"speedup {final['predicted_speedup']:.3f}x, measured "
+        f"{_cell(st.get('measured_speedup'))}x (measured / predicted "
+        f"{_cell(st.get('measured_over_predicted'))}); {final['removed_parameters']:,} "
+        f"parameters removed ({100 * final['fraction_removed']:.1f}%).", "",
+        "| step | target | predicted | heads kept per layer | neurons kept per layer |",
+        "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for row in st["per_step"]:
+        lines.append(
+            f"| {row['step']} | {row['target_speedup']:.3f}x | {row['predicted_speedup']:.3f}x "
+            f"| {', '.join(map(str, row['kept_heads']))} "
+            f"| {', '.join(map(str, row['kept_neurons']))} |"
+        )
+    return "\n".join([*lines, "", f"![heads and neurons kept]({STRUCTURED_PNG})", ""])
 
 
 def write_report_files(report: dict[str, Any], folder: Path) -> list[tuple[str, Path, str]]:
     """Write report.md and the plots into `folder`; returns (artifact kind, path, media type)."""
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / REPORT_MD
-    md.write_text(render_markdown(report), encoding="utf-8")
+    structured = report.get("structured")
+    text = render_markdown(report) + (structured_markdown(structured) if structured else "")
+    md.write_text(text, encoding="utf-8")
     out = [("report_md", md, MARKDOWN)]
-    for kind, name, draw in (
+    drawn = [
         ("plot_sparsity", SPARSITY_PNG, plots.sparsity_plot),
         ("plot_accuracy", ACCURACY_PNG, plots.metric_plot),
         ("plot_latency_size", LATENCY_SIZE_PNG, plots.latency_size_plot),
-    ):
+    ]
+    if structured:
+        drawn.append(("plot_structured", STRUCTURED_PNG, plots.structured_plot))
+    for kind, name, draw in drawn:
         out.append((kind, draw(report, folder / name), PNG))
     log.info("wrote %s", ", ".join(p.name for _, p, _ in out))
     return out

@@ -197,16 +197,36 @@ def _models_table(report: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def _pruning_line(pruning: dict[str, Any], structured: dict[str, Any] | None) -> str:
+    if pruning.get("method") == "structured" and structured:
+        target = structured.get("target_speedup")
+        steps = structured.get("steps")
+        final = (structured.get("final") or {}).get("predicted_speedup")
+        predicted = f", predicted {final:.2f}x" if isinstance(final, (int, float)) else ""
+        return f"- pruning: structured (heads and neurons) to {target}x in {steps} steps{predicted}"
+    return (
+        f"- pruning: {pruning.get('method')} to {_pct(pruning.get('target_sparsity'))} "
+        f"({pruning.get('structure')}, {pruning.get('scope')}, {pruning.get('schedule')} schedule)"
+    )
+
+
 def _compaction_lines(comp: dict[str, Any]) -> list[str]:
     if not comp.get("applied"):
         return []
     kept, total = comp["ffn_neurons_kept"], comp["ffn_neurons"]
     per_layer = ", ".join(f"{x['kept']}" for x in comp.get("layers", []) if x.get("compacted"))
-    return [
+    lines = [
         f"The ONNX graphs keep {kept} of {total} feed-forward neurons (per layer: {per_layer}):"
-        " the others were emptied by pruning and removed exactly before export.",
-        "",
+        " the others were emptied by pruning and removed exactly before export."
     ]
+    if comp.get("heads_per_layer") and comp["attention_heads_kept"] < comp["attention_heads"]:
+        heads = ", ".join(map(str, comp["heads_per_layer"]))
+        lines.append(
+            f"They keep {comp['attention_heads_kept']} of {comp['attention_heads']} attention "
+            f"heads (per layer: {heads}); the PyTorch model keeps its shapes, the removed "
+            "heads zeroed (transformers 5 has no prune_heads)."
+        )
+    return [*lines, ""]
 
 
 def _scores_phrase(block: dict[str, Any]) -> str:
@@ -367,8 +387,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- model: `{(report.get('model') or {}).get('source', '?')}`",
         f"- data set: `{ds.get('name', '?')}` ({ds.get('train_examples', '?')} train / "
         f"{ds.get('dev_examples', '?')} dev examples), max length {report.get('max_length')}",
-        f"- pruning: {pruning.get('method')} to {_pct(pruning.get('target_sparsity'))} "
-        f"({pruning.get('structure')}, {pruning.get('scope')}, {pruning.get('schedule')} schedule)",
+        _pruning_line(pruning, report.get("structured")),
         f"- quantization: {(spec.get('quantization') or {}).get('method', '?')}",
         f"- device: {report.get('device')}; total wall time {report.get('total_seconds', 0):.1f} s",
         "",

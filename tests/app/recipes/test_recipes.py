@@ -9,8 +9,11 @@ from app import recipes
 from app.schemas.job_spec import JobSpec
 
 BASE = {"model": "minilm-l6", "dataset": {"name": "sst2"}}
-NAMES = ["compound-3l-80-int8", "gmp-80", "gmp-90", "obert-80", "obert-90"]
-LATEST = {"compound-3l-80-int8": 3, "gmp-80": 2, "gmp-90": 2, "obert-80": 2, "obert-90": 3}
+SPARSE = ["compound-3l-80-int8", "gmp-80", "gmp-90", "obert-80", "obert-90"]
+STRUCTURED = ["structured-2x", "structured-2x-int8", "structured-3x"]
+NAMES = SPARSE + STRUCTURED
+LATEST = {"compound-3l-80-int8": 3, "gmp-80": 2, "gmp-90": 2, "obert-80": 2, "obert-90": 3,
+          "structured-2x": 1, "structured-2x-int8": 1, "structured-3x": 1}  # fmt: skip
 
 
 def test_catalogue_names_and_versions() -> None:
@@ -19,7 +22,7 @@ def test_catalogue_names_and_versions() -> None:
     assert all(r.version >= 1 and r.description for r in recipes.RECIPES)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SPARSE)
 def test_each_recipe_validates_and_matches_its_name(name: str) -> None:
     spec = JobSpec.model_validate({**BASE, "recipe": name})
     assert spec.recipe == f"{name}@{LATEST[name]}"
@@ -40,6 +43,47 @@ def test_each_recipe_validates_and_matches_its_name(name: str) -> None:
         assert spec.training.learning_rate == 1.5e-4  # version 3: a student's rate
     else:
         assert spec.training.learning_rate == 5e-5
+
+
+@pytest.mark.parametrize("name", STRUCTURED)
+def test_each_structured_recipe_validates_and_matches_its_name(name: str) -> None:
+    spec = JobSpec.model_validate({**BASE, "recipe": name})
+    assert spec.recipe == f"{name}@1"
+    p = spec.pruning
+    assert p.method == "structured" and p.structured is not None
+    assert p.structured.target_speedup == (3.0 if "3x" in name else 2.0)
+    assert p.structured.steps == 3 and p.structured.runtime == "onnxruntime-cpu"
+    assert p.schedule.kind == "oneshot" and p.obert is None  # its own steps instead
+    assert spec.distillation.enabled and spec.distillation.hardness == 1.0
+    assert spec.distillation.temperature == 2.0
+    assert spec.quantization.method == ("qat_int8" if name.endswith("int8") else "none")
+    assert spec.layers is None
+    # obert-80's recovery
+    obert = JobSpec.model_validate({**BASE, "recipe": "obert-80"}).training
+    assert spec.training == obert
+
+
+def test_the_structured_compound_is_structured_2x_and_int8() -> None:
+    two = JobSpec.model_validate({**BASE, "recipe": "structured-2x"})
+    compound = JobSpec.model_validate({**BASE, "recipe": "structured-2x-int8"})
+    assert compound.model_dump(exclude={"recipe", "quantization"}) == two.model_dump(
+        exclude={"recipe", "quantization"}
+    )
+
+
+def test_a_structured_recipe_takes_overrides_and_refuses_a_schedule() -> None:
+    spec = JobSpec.model_validate(
+        {**BASE, "recipe": "structured-3x", "pruning": {"structured": {"steps": 1}}}
+    )
+    assert spec.pruning.structured is not None
+    assert (spec.pruning.structured.steps, spec.pruning.structured.target_speedup) == (1, 3.0)
+    with pytest.raises(ValidationError) as e:
+        gradual = {"schedule": {"kind": "gradual", "epochs": 1}}
+        JobSpec.model_validate({**BASE, "recipe": "structured-2x", "pruning": gradual})
+    assert [err["loc"] for err in e.value.errors()] == [("pruning", "schedule")]
+    with pytest.raises(ValidationError) as e:
+        JobSpec.model_validate({**BASE, "recipe": "structured-2x", "pruning": {"method": "obert"}})
+    assert [err["loc"] for err in e.value.errors()] == [("pruning", "structured")]
 
 
 def test_obert_90_version_3_takes_more_fisher_gradients_only() -> None:

@@ -242,7 +242,8 @@ def test_uploaded_model_config_drives_the_estimate(make_client: MakeClient) -> N
     # B=16 holds 65,536 bytes of Fisher blocks, B=64 262,144; the budget (the whole job's) is
     # set between the two estimates (short sequences, so that the Fisher state is what grows).
     from app.schemas.job_spec import JobSpec
-    from app.services.job_estimate import DataSizes, estimate
+    from app.services.job_data_sizes import DataSizes
+    from app.services.job_estimate import estimate
 
     uploaded = upload_model(make_client(), zip_bytes(GOOD)).json()
     small = {"dataset": {"name": "sst2", "max_length": 8},

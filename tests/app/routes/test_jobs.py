@@ -77,7 +77,25 @@ INVALID = [
     ({"pruning.schedule": {"kind": "sometimes"}}, "pruning.schedule"),
     ({"pruning.schedule": {"kind": "gradual", "epochs": -1}}, "pruning.schedule.epochs"),
     ({"pruning.schedule": {"kind": "oneshot", "steps": 3}}, "pruning.schedule.steps"),
-    ({"pruning.obert": {"num_grads": 8}}, "pruning"),
+    ({"pruning.obert": {"num_grads": 8}}, "pruning.obert"),
+    ({"pruning.structured": {"target_speedup": 2.0}}, "pruning.structured"),
+    (
+        {"pruning.method": "structured", "pruning.structured": {"target_speedup": 1.0}},
+        "pruning.structured.target_speedup",
+    ),
+    (
+        {"pruning.method": "structured", "pruning.structured": {"runtime": "tensorrt"}},
+        "pruning.structured.runtime",
+    ),
+    (
+        {"pruning.method": "structured", "pruning.structured": {"steps": 0}},
+        "pruning.structured.steps",
+    ),
+    (
+        {"pruning.method": "structured", "pruning.schedule": {"kind": "gradual", "epochs": 1}},
+        "pruning.schedule",
+    ),
+    ({"pruning.method": "structured", "pruning.obert": {"num_grads": 8}}, "pruning.obert"),
     ({"pruning.schedule": {"kind": "gradual", "steps": 9, "init_sparsity": 0.9}}, "pruning"),
     ({"unknown_field": 1}, "unknown_field"),
     ({"dataset.colour": "red"}, "dataset.colour"),
@@ -113,6 +131,35 @@ def test_invalid_spec_field_is_422_naming_it(
     assert field in [e["field"] for e in body["errors"]], body
     assert field in body["detail"]
     assert count_rows(db_session) == before
+
+
+def test_a_structured_job_is_accepted_and_stored_with_its_options(
+    client: TestClient, db_session: Session
+) -> None:
+    body = spec(**{"pruning.method": "structured", "pruning.sparsity": None,
+                   "pruning.structured": {"target_speedup": 3.0, "steps": 2},
+                   "layers": {"keep": 4}, "quantization.method": "qat_int8"})  # fmt: skip
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == 202, r.text
+    stored = r.json()["spec"]["pruning"]
+    assert stored["method"] == "structured"
+    assert stored["structured"] == {"target_speedup": 3.0, "runtime": "onnxruntime-cpu",
+                                    "steps": 2, "calibration_batches": 16, "damp": 0.01,
+                                    "latency_batch_size": 1}  # fmt: skip
+    job = db_session.get(Job, uuid.UUID(r.json()["id"]))
+    assert job is not None and job.spec["pruning"] == stored
+    # without options: the defaults, stored as None (the worker reads StructuredSpec())
+    r = client.post("/v1/jobs", json=spec(**{"pruning.method": "structured"}))
+    assert r.status_code == 202, r.text
+    assert r.json()["spec"]["pruning"]["structured"] is None
+
+
+def test_a_gradual_schedule_with_structured_says_to_use_its_steps(client: TestClient) -> None:
+    changes = {"pruning.method": "structured",
+               "pruning.schedule": {"kind": "gradual", "epochs": 1}}  # fmt: skip
+    body = problem(client.post("/v1/jobs", json=spec(**changes)), 422, "validation_error")
+    assert body["field"] == "pruning.schedule"
+    assert "pruning.structured.steps" in body["detail"]
 
 
 def test_body_that_is_not_json_is_a_validation_problem(client: TestClient) -> None:
@@ -335,7 +382,9 @@ def test_the_time_limit_is_the_settings(make_client: Any) -> None:
 
 
 @pytest.mark.parametrize("recipe", ["obert-80", "obert-90", "obert-90@2", "gmp-80", "gmp-90",
-                                    "compound-3l-80-int8", "compound-3l-80-int8@2"])  # fmt: skip
+                                    "compound-3l-80-int8", "compound-3l-80-int8@2",
+                                    "structured-2x", "structured-3x",
+                                    "structured-2x-int8"])  # fmt: skip
 def test_builtin_recipes_on_the_full_tweets_data_are_accepted(
     client: TestClient, recipe: str
 ) -> None:

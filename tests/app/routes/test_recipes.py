@@ -16,7 +16,8 @@ BASE = {"model": "minilm-l6", "dataset": {"name": "sst2"}}
 def test_list_and_get(client: TestClient) -> None:
     body = client.get("/v1/recipes").json()
     names = [r["name"] for r in body["items"]]
-    assert {"obert-80", "obert-90", "gmp-80", "gmp-90", "compound-3l-80-int8"} <= set(names)
+    assert {"obert-80", "obert-90", "gmp-80", "gmp-90", "compound-3l-80-int8", "structured-2x",
+            "structured-3x", "structured-2x-int8"} <= set(names)  # fmt: skip
     one = next(r for r in body["items"] if r["name"] == "obert-80")
     assert one["version"] == 2 and one["ref"] == "obert-80@2" and one["description"]
     assert one["spec"]["pruning"]["method"] == "obert"
@@ -45,3 +46,30 @@ def test_unknown_recipe_is_422_naming_the_field(client: TestClient) -> None:
                    "validation_error")  # fmt: skip
     assert body["field"] == "recipe"
     assert "unknown recipe" in body["detail"]
+
+
+def test_the_structured_recipes_are_listed_with_their_options(client: TestClient) -> None:
+    items = {r["name"]: r for r in client.get("/v1/recipes").json()["items"]}
+    for name, speedup in (("structured-2x", 2.0), ("structured-3x", 3.0),
+                          ("structured-2x-int8", 2.0)):  # fmt: skip
+        one = items[name]
+        assert one["ref"] == f"{name}@1" and "speedup" in one["description"]
+        assert one["spec"]["pruning"] == {
+            "method": "structured",
+            "structured": {"target_speedup": speedup, "steps": 3},
+        }
+        assert client.get(f"/v1/recipes/{name}@1").json() == one
+    assert items["structured-2x-int8"]["spec"]["quantization"] == {"method": "qat_int8"}
+    assert "quantization" not in items["structured-2x"]["spec"]
+
+
+def test_submit_with_a_structured_recipe_stores_it_pinned(client: TestClient) -> None:
+    pruning = {"structured": {"target_speedup": 2.5}}
+    r = client.post("/v1/jobs", json={**BASE, "recipe": "structured-2x-int8", "pruning": pruning})
+    assert r.status_code == 202, r.text
+    stored = r.json()["spec"]
+    assert stored["recipe"] == "structured-2x-int8@1"
+    assert stored["pruning"]["method"] == "structured"
+    assert stored["pruning"]["structured"]["target_speedup"] == 2.5
+    assert stored["pruning"]["structured"]["steps"] == 3
+    assert stored["quantization"]["method"] == "qat_int8"

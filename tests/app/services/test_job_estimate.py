@@ -12,6 +12,7 @@ import pytest
 from app import recipes
 from app.errors import Unprocessable
 from app.schemas.job_spec import JobSpec
+from app.services import job_data_sizes as ds
 from app.services import job_estimate as je
 from app.services.spec_limits import BUILTIN_CONFIGS, Limits, check_estimate
 from app.settings import Settings
@@ -21,7 +22,7 @@ MINILM = BUILTIN_CONFIGS["minilm-l6"]
 RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
 # Full built-in data sets (train, dev): SST-2, AG News and RTE as DATA_DIR ships them.
 FULL = {"sst2": (67_349, 872), "agnews": (8_000, 2_001), "rte": (1_244, 139),
-        "tweets": je.TWEETS_SIZES}  # fmt: skip
+        "tweets": ds.TWEETS_SIZES}  # fmt: skip
 HOSTILE: dict[str, Any] = {
     "model": "minilm-l6",
     "dataset": {"name": "sst2", "max_length": 512},
@@ -34,10 +35,10 @@ def job(body: dict[str, Any]) -> JobSpec:
     return JobSpec.model_validate(body)
 
 
-def sizes(name: str, **limit: int) -> je.DataSizes:
+def sizes(name: str, **limit: int) -> ds.DataSizes:
     train, dev = FULL[name]
-    return je.DataSizes(min(train, limit.get("train", train)), dev, je.BUILTIN_LABELS[name],
-                        je.BUILTIN_PADDED_LENGTH[name])  # fmt: skip
+    return ds.DataSizes(min(train, limit.get("train", train)), dev, ds.BUILTIN_LABELS[name],
+                        ds.BUILTIN_PADDED_LENGTH[name])  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -142,11 +143,11 @@ def test_builtin_sizes_count_the_data_files(tmp_path: Path) -> None:
     (tmp_path / "rte").mkdir()
     (tmp_path / "rte" / "train.tsv").write_text("a\tb\tlabel\n" + "x\ty\tentailment\n" * 30)
     (tmp_path / "rte" / "dev.tsv").write_text("a\tb\tlabel\n" + "x\ty\tentailment\n" * 7)
-    assert je.builtin_sizes("rte", tmp_path).train == 30
-    assert je.builtin_sizes("rte", tmp_path).dev == 7
-    assert je.builtin_sizes("tweets", tmp_path).train == je.TWEETS_SIZES[0]
-    limited = je.limited(
-        je.builtin_sizes("rte", tmp_path),
+    assert ds.builtin_sizes("rte", tmp_path).train == 30
+    assert ds.builtin_sizes("rte", tmp_path).dev == 7
+    assert ds.builtin_sizes("tweets", tmp_path).train == ds.TWEETS_SIZES[0]
+    limited = ds.limited(
+        ds.builtin_sizes("rte", tmp_path),
         job({"model": "minilm-l6", "dataset": {"name": "rte", "max_train_examples": 8}}),
     )
     assert limited.train == 8

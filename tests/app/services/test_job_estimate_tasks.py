@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from app.schemas.job_spec import JobSpec
+from app.services import job_data_sizes as ds
 from app.services import job_estimate as je
 from app.settings import Settings
 
@@ -55,14 +56,14 @@ def test_builtin_sizes_count_rows_sentences_and_question_windows(tmp_path: Path)
     )
     write(tmp_path, "conll2003", {"train.txt": CONLL, "dev.txt": CONLL * 2})
     write(tmp_path, "squad", {"train.json": squad([2, 3, 0, 5]), "dev.json": squad([1, 0])})
-    assert je.builtin_sizes("stsb", tmp_path) == je.DataSizes(12, 3, 1, 62)
-    assert je.builtin_sizes("conll2003", tmp_path) == je.DataSizes(3, 6, 9, 48)
+    assert ds.builtin_sizes("stsb", tmp_path) == ds.DataSizes(12, 3, 1, 62)
+    assert ds.builtin_sizes("conll2003", tmp_path) == ds.DataSizes(3, 6, 9, 48)
     # 10 and 1 questions, 1.2 windows each, rounded up
-    assert je.builtin_sizes("squad", tmp_path) == je.DataSizes(12, 2, None, 310)
+    assert ds.builtin_sizes("squad", tmp_path) == ds.DataSizes(12, 2, None, 310)
 
 
 def counts(name: str, data_dir: Path) -> tuple[int, int]:
-    sizes = je.builtin_sizes(name, data_dir)
+    sizes = ds.builtin_sizes(name, data_dir)
     return sizes.train, sizes.dev
 
 
@@ -79,18 +80,18 @@ def test_the_shared_data_sets_count_as_their_readme_says() -> None:
         pytest.skip(f"the shared data sets are not under {data_dir}")
     assert counts("stsb", data_dir) == (5_749, 1_500)
     assert counts("conll2003", data_dir) == (14_041, 3_250)
-    windows = je.QA_WINDOWS_PER_QUESTION
+    windows = ds.QA_WINDOWS_PER_QUESTION
     assert counts("squad", data_dir) == (math.ceil(11_877 * windows), math.ceil(4_961 * windows))
 
 
 def test_task_labels_and_uploaded_question_windows() -> None:
-    assert je.task_labels("sequence_classification", ["a", "b", "c"]) == 3
-    assert je.task_labels("token_classification", ["O", "B-X", "I-X"]) == 3
-    assert je.task_labels("sequence_classification", []) is None
-    assert je.task_labels("regression", []) == 1
-    assert je.task_labels("question_answering", []) is None
-    assert je.uploaded_sizes(100, 3) == je.DataSizes(100, 10, 3, None)
-    assert je.uploaded_sizes(100, None, "question_answering") == je.DataSizes(120, 12, None, None)
+    assert ds.task_labels("sequence_classification", ["a", "b", "c"]) == 3
+    assert ds.task_labels("token_classification", ["O", "B-X", "I-X"]) == 3
+    assert ds.task_labels("sequence_classification", []) is None
+    assert ds.task_labels("regression", []) == 1
+    assert ds.task_labels("question_answering", []) is None
+    assert ds.uploaded_sizes(100, 3) == ds.DataSizes(100, 10, 3, None)
+    assert ds.uploaded_sizes(100, None, "question_answering") == ds.DataSizes(120, 12, None, None)
 
 
 def spec(task: str, finetune: str = "auto") -> JobSpec:

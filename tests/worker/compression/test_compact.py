@@ -1,4 +1,5 @@
-"""compact_ffn: emptied feed-forward neurons removed without changing the function."""
+"""compact_ffn and compact_heads: emptied feed-forward neurons and attention heads removed
+without changing the function."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from worker.compression.compact import Activation, compact_ffn, empty_neurons
+from worker.compression.compact import (
+    Activation,
+    compact_ffn,
+    compact_heads,
+    empty_heads,
+    empty_neurons,
+    head_rows,
+)
 
 
 def _block(bias2: bool = True, seed: int = 0) -> tuple[nn.Linear, nn.Linear]:
@@ -135,3 +143,87 @@ def test_a_zero_input_row_is_kept_when_act_of_zero_is_not_zero() -> None:
 def test_a_gated_block_needs_an_even_fc1() -> None:
     with pytest.raises(ValueError, match="even number of rows"):
         compact_ffn(nn.Linear(8, 11), nn.Linear(5, 5), nn.functional.gelu, gated=True)
+
+
+HEADS, HEAD_DIM, WIDTH = 4, 3, 10
+
+
+def _attention(
+    q: nn.Linear, k: nn.Linear, v: nn.Linear, o: nn.Linear, x: torch.Tensor
+) -> torch.Tensor:
+    """Multi-head attention over (batch, seq, WIDTH), heads inferred from the projections."""
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(*t.shape[:2], -1, HEAD_DIM).transpose(1, 2)
+
+    qs, ks, vs = split(q(x)), split(k(x)), split(v(x))
+    probs = torch.softmax(qs @ ks.transpose(-1, -2) / HEAD_DIM**0.5, dim=-1)
+    out: torch.Tensor = o((probs @ vs).transpose(1, 2).reshape(*x.shape[:2], -1))
+    return out
+
+
+def _heads(seed: int = 0) -> list[nn.Linear]:
+    torch.manual_seed(seed)
+    inner = HEADS * HEAD_DIM
+    return [nn.Linear(WIDTH, inner) for _ in range(3)] + [nn.Linear(inner, WIDTH)]
+
+
+def test_heads_with_zero_output_columns_are_removed_and_the_output_is_unchanged() -> None:
+    q, k, v, o = _heads()
+    with torch.no_grad():
+        o.weight[:, 1 * HEAD_DIM : 2 * HEAD_DIM] = 0.0  # head 1; its q/k/v rows left as they are
+        o.weight[:, 3 * HEAD_DIM :] = 0.0  # head 3
+        o.weight[:, 0] = 0.0  # one column of head 0 alone: the head stays
+    x = torch.randn(2, 5, WIDTH)
+    before = _attention(q, k, v, o, x)
+    new_o, (nq, nk, nv), rep = compact_heads(o, [(q, 1), (k, 1), (v, 1)], HEAD_DIM)
+    assert (rep.heads, rep.kept, rep.live, rep.removed) == (4, (0, 2), 2, (1, 3))
+    assert rep.as_dict() == {"heads": 4, "heads_kept": 2, "heads_removed": [1, 3],
+                             "heads_in_graph": 2}  # fmt: skip
+    assert new_o.weight.shape == (WIDTH, 2 * HEAD_DIM) and nq.weight.shape == (6, WIDTH)
+    assert torch.equal(nk.weight, k.weight[[0, 1, 2, 6, 7, 8]])
+    assert torch.equal(nv.bias, v.bias[[0, 1, 2, 6, 7, 8]])
+    assert torch.equal(new_o.bias, o.bias)
+    torch.testing.assert_close(_attention(nq, nk, nv, new_o, x), before, rtol=0, atol=1e-6)
+    assert o.in_features == 12 and q.out_features == 12  # the modules given are left alone
+
+
+def test_a_fused_projection_loses_the_head_in_each_third() -> None:
+    q, k, v, o = _heads()
+    qkv = nn.Linear(WIDTH, 3 * HEADS * HEAD_DIM)
+    with torch.no_grad():
+        qkv.weight.copy_(torch.cat([q.weight, k.weight, v.weight]))
+        qkv.bias.copy_(torch.cat([q.bias, k.bias, v.bias]))
+        o.weight[:, :HEAD_DIM] = 0.0  # head 0
+    _, (fused,), rep = compact_heads(o, [(qkv, 3)], HEAD_DIM)
+    assert rep.kept == (1, 2, 3)
+    _, (nq, nk, nv), _ = compact_heads(o, [(q, 1), (k, 1), (v, 1)], HEAD_DIM)
+    assert torch.equal(fused.weight, torch.cat([nq.weight, nk.weight, nv.weight]))
+    assert torch.equal(fused.bias, torch.cat([nq.bias, nk.bias, nv.bias]))
+
+
+def test_a_layer_without_heads_keeps_one_silent_head() -> None:
+    q, k, v, o = _heads()
+    with torch.no_grad():
+        o.weight.zero_()
+    x = torch.randn(2, 5, WIDTH)
+    new_o, (nq, nk, nv), rep = compact_heads(o, [(q, 1), (k, 1), (v, 1)], HEAD_DIM)
+    assert (rep.kept, rep.live, rep.removed) == ((0,), 0, (0, 1, 2, 3))
+    assert rep.as_dict()["heads_in_graph"] == 1 and new_o.in_features == HEAD_DIM
+    assert torch.count_nonzero(new_o.weight) == 0
+    torch.testing.assert_close(_attention(nq, nk, nv, new_o, x), o.bias.expand(2, 5, -1),
+                               rtol=0, atol=0)  # fmt: skip
+
+
+def test_empty_heads_and_the_shape_checks() -> None:
+    q, *_, o = _heads()
+    with torch.no_grad():
+        o.weight[:, 2 * HEAD_DIM : 3 * HEAD_DIM] = 0.0
+    assert empty_heads(o, HEAD_DIM).tolist() == [False, False, True, False]
+    assert head_rows(torch.tensor([0, 2]), HEAD_DIM, HEADS, 2).tolist() == [
+        0, 1, 2, 6, 7, 8, 12, 13, 14, 18, 19, 20,
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="not a multiple of the head size 5"):
+        empty_heads(o, 5)
+    with pytest.raises(ValueError, match="expected 3 x 4 heads x 3"):
+        compact_heads(o, [(q, 3)], HEAD_DIM)

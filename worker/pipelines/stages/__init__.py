@@ -7,6 +7,10 @@ output (and, where the stage checkpoints, its save and restore next to it); the 
     drop_layers  Loaded, Dense                     -> Student     \\
     prune        Loaded, Student                   -> Pruned       > checkpoint `compress`
     recover      Loaded, Dense, Pruned             -> Recovered   /  (+ `prune_step`)
+    structured   Loaded, Dense, Student            -> Recovered   in place of prune and
+                                                                  recover (method structured;
+                                                                  checkpoint `compress`,
+                                                                  + `prune_step`)
     quantize     Recovered                         -> Quantized
     qat          Loaded, Dense, Recovered          -> Quantized   checkpoint `qat`
     evaluate     Loaded, Quantized                 -> Evaluated

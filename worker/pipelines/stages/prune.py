@@ -84,6 +84,8 @@ def stage_prune(loaded: Loaded, student: Student, ctx: PipelineContext) -> Prune
     from worker.pipelines.architecture import prunable_targets
 
     spec, model = loaded.spec, student.model
+    if spec.pruning.method == "structured":  # prunes in its own stage, between recoveries
+        raise ValueError("method 'structured' runs in stages.structured, not stage_prune")
     masks = pr.MaskState(prunable_targets(model))
     if prunes(spec) and not masks.targets:
         raise UnsupportedSpec(f"no prunable encoder Linear layers in {type(model).__name__}")

@@ -9,7 +9,9 @@ training from the last one, and only the remaining pruning steps run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,7 @@ class Recovered:
     applied: list[tuple[int, float]]  # pruning steps as (training step, sparsity)
     prune_metric: dict[tuple[int, float], float] = field(default_factory=dict)
     steps: dict[str, int] = field(default_factory=dict)  # {"recover": n} when it trained
+    structured: dict[str, Any] | None = None  # method structured's record (stages.structured)
 
 
 def stage_recover(
@@ -104,6 +107,28 @@ def stage_recover(
         dict(pruned.prune_metric),
         steps,
     )
+
+
+def recover_held(
+    loaded: Loaded,
+    dense: Dense,
+    pruned: Pruned,
+    steps: int,
+    ctx: PipelineContext,
+    *,
+    seed: int,
+    on_step: Callable[[int, int], None],
+) -> None:
+    """`steps` recovery steps with the masks held (distilling as the spec says), from a fresh
+    optimizer and schedule: method structured's recovery after each of its pruning steps."""
+    spec, dist = loaded.spec, loaded.spec.distillation
+    train(
+        pruned.model, loaded.tokenizer, loaded.train_items,
+        dataclasses.replace(train_config(spec, recovery=True), seed=seed), ctx.device,
+        task=loaded.task, callbacks=[HoldMask(pruned.masks)], on_step=on_step, steps=steps,
+        teacher=dense.teacher if dist.enabled else None,
+        distill=DistillConfig(dist.hardness, dist.temperature) if dist.enabled else None,
+    )  # fmt: skip
 
 
 def _gradual(
@@ -204,6 +229,7 @@ def save_recovered(rec: Recovered) -> Part:
         "applied": [list(a) for a in rec.applied],
         "prune_metric": _metric_meta(rec.prune_metric),
         "steps": rec.steps,
+        "structured": rec.structured,
     }
     tensors: dict[str, Any] = {MODEL: rec.model.state_dict()}
     if rec.masks:
@@ -227,6 +253,7 @@ def restore_recovered(
         _applied_of(meta["applied"]),
         _metric_of(meta["prune_metric"]),
         {k: int(v) for k, v in meta["steps"].items()},
+        meta.get("structured"),
     )
 
 

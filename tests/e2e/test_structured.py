@@ -1,0 +1,59 @@
+"""End to end: a structured-pruning job (method "structured": heads and FFN neurons removed
+to a speedup target on a latency table measured by the worker) on a tiny BERT uploaded
+through the HTTP API, run by a real Celery worker on Redis and PostgreSQL; its ONNX graph is
+physically smaller than the dense one and matches the pruned PyTorch model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.harness import wait_job
+from tests.e2e.test_redis_postgres import download, stack, tiny_job, upload_tiny_model
+
+pytestmark = pytest.mark.e2e
+__all__ = ["stack"]  # the fixture
+
+
+def onnx_parameters(path: Path) -> int:
+    import math
+
+    import onnx
+
+    return sum(math.prod(t.dims) for t in onnx.load(str(path)).graph.initializer)
+
+
+def test_a_structured_job_exports_a_smaller_graph_that_matches(
+    stack: tuple[httpx.Client, list[Path]], tmp_path: Path
+) -> None:
+    client, logs = stack
+    spec = tiny_job(
+        upload_tiny_model(client, tmp_path),
+        pruning={"method": "structured",
+                 "structured": {"target_speedup": 1.3, "steps": 2, "calibration_batches": 2}},
+        distillation={"enabled": True},
+        quantization={"method": "dynamic_int8"},
+        training={"max_steps": 4, "recovery_max_steps": 6, "batch_size": 8},
+    )  # fmt: skip
+    r = client.post("/v1/jobs", json=spec)
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["id"], logs)
+    assert job["status"] == "succeeded", job
+    arts = {a["kind"]: a for a in client.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"]}
+    assert {"model", "model_onnx", "model_int8_onnx", "report", "plot_structured"} <= set(arts)
+    report = json.loads(download(client, arts["report"], tmp_path / "report.json").read_text())
+    structured = report["structured"]
+    assert [s["step"] for s in structured["per_step"]] == [1, 2]
+    assert structured["final"]["predicted_speedup"] >= 1.3 * (1 - 1e-9)
+    assert structured["measured_speedup"] is not None
+    compaction = report["onnx"]["compaction"]
+    removed_heads = compaction["attention_heads"] - compaction["attention_heads_kept"]
+    removed_neurons = compaction["ffn_neurons"] - compaction["ffn_neurons_kept"]
+    assert removed_heads + removed_neurons > 0
+    assert report["onnx"]["fp32"]["parity"]["agreement"] >= 0.995
+    small = onnx_parameters(download(client, arts["model_onnx"], tmp_path / "model.onnx"))
+    # the graph lost the removed rows and columns (ONNX adds ~1k elements of constants)
+    assert small < report["dense"]["parameters"] - structured["final"]["removed_parameters"] // 2

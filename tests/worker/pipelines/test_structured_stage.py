@@ -1,0 +1,240 @@
+"""Structured pruning (method "structured") as a job: gradual steps towards a measured speedup
+target on a tiny BERT (a latency table measured at a few counts) and a tiny ModernBERT (a
+hand-made linear table, where the allocation is checked), kept counts only going down, the
+removed structures still exactly zero in the packaged model, resuming from a step checkpoint,
+and an unreachable target failing the job."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.factories.encoders import write_tiny_encoder
+from tests.worker.pipelines.family_models import random_inputs, task_model
+from tests.worker.pipelines.test_compress import PNG_SIGNATURE, ctx_for, make_env, spec
+from worker.pipelines import structured_plan
+from worker.pipelines.compress import run_pipeline
+from worker.pipelines.errors import PipelineError
+from worker.pipelines.latency_table import (
+    BlockLatency,
+    LatencyKey,
+    LatencyTable,
+    cache_path,
+    cached_latency_table,
+)
+from worker.pipelines.package import load_hf_dir
+from worker.pipelines.progress import MemoryReporter
+from worker.pipelines.stages import structured
+from worker.pipelines.structured_calibrate import StructuredCalibration, layer_structures
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DP_BOUND = 1e-9  # allocate() never exceeds the budget by more than 1e-9 of a step per layer
+
+
+def job(env: dict[str, Any], **options: Any) -> Any:
+    return spec(
+        env["model_id"],
+        pruning={"method": "structured", "structured": {"calibration_batches": 2, **options}},
+        distillation={"enabled": True, "hardness": 0.5},
+    )
+
+
+def key_of(folder: Path, s: Any) -> Any:
+    return structured_plan.latency_key(load_hf_dir(folder), s)
+
+
+def linear_table(key: Any, *, head: float, neuron: float, rest: float) -> LatencyTable:
+    """Seconds linear in the kept count (a hand-made table: the allocation is checked)."""
+    heads, ffn = tuple(range(key.heads + 1)), tuple(range(key.ffn + 1))
+    return LatencyTable(
+        key,
+        BlockLatency(heads, tuple(head * k for k in heads)),
+        BlockLatency(ffn, tuple(neuron * k for k in ffn)),
+        rest,
+        rounds=1,
+        iters=1,
+    )
+
+
+def store(table: LatencyTable, env: dict[str, Any]) -> None:
+    path = cache_path(table.key, env["settings"].work_dir / "latency")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table.to_json()), encoding="utf-8")
+
+
+def report_of(env: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(env["artifacts"]["report"][0].read_text())
+    return data
+
+
+def packaged(env: dict[str, Any], dest: Path) -> Any:
+    with tarfile.open(env["artifacts"]["model"][0]) as t:
+        t.extractall(dest, filter="data")
+    return load_hf_dir(dest)
+
+
+def check_steps(st: dict[str, Any]) -> None:
+    """Each step reaches its target (predicted), and counts and kept heads only go down."""
+    steps, n, target = st["per_step"], st["steps"], st["target_speedup"]
+    assert [r["step"] for r in steps] == list(range(1, n + 1))
+    assert st["step_targets"] == pytest.approx([target ** (k / n) for k in range(1, n + 1)])
+    for row, goal in zip(steps, st["step_targets"], strict=True):
+        assert row["target_speedup"] == pytest.approx(goal)
+        assert row["predicted_speedup"] >= goal * (1 - DP_BOUND)
+    for before, after in itertools.pairwise(steps):
+        for key in ("kept_heads", "kept_neurons"):
+            assert all(a <= b for a, b in zip(after[key], before[key], strict=True))
+        for a, b in zip(after["kept_head_indices"], before["kept_head_indices"], strict=True):
+            assert set(a) <= set(b)
+    final = st["final"]
+    assert final["kept_heads"] == steps[-1]["kept_heads"]
+    assert final["kept_neurons"] == steps[-1]["kept_neurons"]
+    assert final["predicted_speedup"] >= target * (1 - DP_BOUND)
+    assert 0 < final["removed_parameters"] < final["total_parameters"]
+
+
+def check_removed_are_zero(model: Any, final: dict[str, Any]) -> None:
+    """The packaged model (after the last recovery): exactly the reported heads and neurons
+    are alive, every removed one is zero on both sides."""
+    for s, heads, neurons in zip(
+        layer_structures(model), final["kept_head_indices"], final["kept_neurons"], strict=True
+    ):
+        w = s.output.weight.reshape(-1, s.heads, s.head_dim)
+        alive = [i for i in range(s.heads) if bool(w[:, i].any())]
+        assert alive == heads
+        for inp in s.head_inputs:
+            rows = inp.linear.weight.reshape(inp.parts, s.heads, s.head_dim, -1)
+            assert [i for i in range(s.heads) if bool(rows[:, i].any())] == heads
+        kept = s.fc2.weight.any(dim=0)
+        assert int(kept.sum()) == neurons
+        fc1 = s.fc1.weight.reshape(2 if s.gated else 1, s.neurons, -1)
+        assert torch.equal(fc1.any(dim=2).any(dim=0), kept)
+
+
+def test_a_structured_job_on_bert_reaches_its_target(tmp_path: Path) -> None:
+    env = make_env(tmp_path, n_train=32, n_dev=12)
+    s = job(env, target_speedup=1.4, steps=2)
+    key = key_of(tmp_path / "upload", s)
+    table = cached_latency_table(  # a few counts, few runs: the stage reads it from the cache
+        key, env["settings"].work_dir / "latency", counts_ffn=[16, 32, 48, 64],
+        rounds=2, iters=2, warmup=1,
+    )  # fmt: skip
+    rep = MemoryReporter()
+    summary = run_pipeline(s, ctx_for(env, tmp_path, rep))
+    assert rep.stages[3:5] == ["prune", "recover"]
+    report = report_of(env)
+    st = report["structured"]
+    assert st["latency_table"] == table.to_json() and st["latency_table"]["key"] == key.to_json()
+    model = st["latency_model"]
+    assert model["dense_ms"] == pytest.approx(1000 * (2 * table.dense_layer + table.rest))
+    assert model["fixed_ms"] == pytest.approx(1000 * 3 * table.rest)
+    check_steps(st)
+    assert [r["recovery_steps"] for r in st["per_step"]] == [3, 3]  # 6 split evenly
+    assert [a["step"] for a in report["pruning"]["applied"]] == [0, 3]
+    assert all("primary_metric" in a for a in report["pruning"]["applied"])
+    assert report["training_steps"]["recover"] == 6
+    check_removed_are_zero(packaged(env, tmp_path / "out"), st["final"])
+    measured = report["onnx"]["fp32"]["speedup_vs_dense"]["batch_1"]
+    assert st["measured_speedup"] == measured
+    assert st["measured_over_predicted"] == pytest.approx(
+        measured / st["final"]["predicted_speedup"]
+    )
+    assert summary["parameters"] == report["compressed"]["parameters"]
+    md = env["artifacts"]["report_md"][0].read_text(encoding="utf-8")
+    assert "## Structured pruning" in md and "| step | target | predicted |" in md
+    assert "- pruning: structured (heads and neurons) to" in md
+    png = env["artifacts"]["plot_structured"]
+    assert png[1] == "structured.png" and png[0].read_bytes()[:8] == PNG_SIGNATURE
+
+
+def _modernbert_env(tmp_path: Path) -> dict[str, Any]:
+    folder = write_tiny_encoder(tmp_path / "upload", "modernbert", num_labels=2)
+    return make_env(tmp_path, model_dir=folder, n_train=32, n_dev=12)
+
+
+def _with_table(env: dict[str, Any], tmp_path: Path, s: Any) -> LatencyTable:
+    key = key_of(tmp_path / "upload", s)
+    table = linear_table(key, head=1e-3, neuron=5e-5, rest=5e-4)
+    store(table, env)
+    return table
+
+
+def test_modernbert_steps_allocate_within_the_table_and_resume_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = _modernbert_env(tmp_path / "whole")
+    s = job(whole, target_speedup=2.5, steps=2)
+    table = _with_table(whole, tmp_path / "whole", s)
+    run_pipeline(s, ctx_for(whole, tmp_path / "whole", MemoryReporter()))
+    st = report_of(whole)["structured"]
+    assert st["latency_table"]["key"]["gated"] is True
+    check_steps(st)
+    lm = structured_plan.LatencyModel(table, 2)
+    for row in st["per_step"]:  # the table's own prediction of the reported counts
+        assert row["predicted_speedup"] == pytest.approx(
+            lm.speedup(row["kept_heads"], row["kept_neurons"])
+        )
+    check_removed_are_zero(packaged(whole, tmp_path / "whole" / "out"), st["final"])
+
+    env = _modernbert_env(tmp_path / "resumed")
+    s2 = s.model_copy(update={"model": str(env["model_id"])})
+    _with_table(env, tmp_path / "resumed", s2)
+    original, saves = structured.save_step, []
+
+    def save_then_die(*args: Any) -> None:
+        original(*args)
+        saves.append(1)
+        raise RuntimeError("worker died after structured step 1")
+
+    monkeypatch.setattr(structured, "save_step", save_then_die)
+    with pytest.raises(RuntimeError, match="step 1"):
+        run_pipeline(s2, ctx_for(env, tmp_path / "resumed", MemoryReporter()))
+    monkeypatch.setattr(structured, "save_step", original)
+    run_pipeline(s2, ctx_for(env, tmp_path / "resumed", MemoryReporter()))
+    report = report_of(env)
+    assert report["resumed_from"]["stage"] == "structured"
+    assert report["resumed_from"]["prune_step"] == 1 and saves == [1]
+    again = report["structured"]
+    for key in ("kept_heads", "kept_neurons", "kept_head_indices", "predicted_speedup"):
+        assert [r[key] for r in again["per_step"]] == [r[key] for r in st["per_step"]]
+
+
+def test_an_unreachable_target_fails_the_job(tmp_path: Path) -> None:
+    env = make_env(tmp_path, n_train=16, n_dev=8)
+    s = job(env, target_speedup=3.0)
+    table = linear_table(key_of(tmp_path / "upload", s), head=1e-4, neuron=1e-5, rest=1e-3)
+    store(table, env)
+    best = structured_plan.LatencyModel(table, 2).best_speedup
+    assert best < 3.0
+    with pytest.raises(PipelineError) as err:
+        run_pipeline(s, ctx_for(env, tmp_path, MemoryReporter()))
+    assert err.value.code == "speedup_unreachable"
+    assert "pruning.structured.target_speedup 3" in err.value.message
+    assert f"{best:.3g}x" in err.value.message
+
+
+def test_choices_never_exceed_what_a_layer_keeps() -> None:
+    model = task_model("bert")
+    cal = StructuredCalibration(model)
+    for seed in range(2):
+        cal.add_batch(random_inputs(model, 4, 16, seed=seed))
+    key = LatencyKey.for_host(
+        hidden=64, heads=4, ffn=96, gated=False, activation="gelu", batch=1, seq_len=16,
+        threads=1,
+    )  # fmt: skip
+    lm = structured_plan.LatencyModel(linear_table(key, head=1e-3, neuron=1e-5, rest=1e-4), 2)
+    now = ([1, 4], [96, 10])
+    heads, neurons, loss = structured_plan.choose(cal, lm, 1.2, now)
+    assert all(h <= n for h, n in zip(heads, now[0], strict=True))
+    assert all(h <= n for h, n in zip(neurons, now[1], strict=True))
+    assert lm.speedup(heads, neurons) >= 1.2 * (1 - DP_BOUND) and math.isfinite(loss)
+    with pytest.raises(PipelineError, match="target_speedup 50 is out of reach"):
+        structured_plan.choose(cal, lm, 50.0, now)
