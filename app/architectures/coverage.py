@@ -14,10 +14,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from app.architectures.layout import Architecture, Config, Shape
 from app.catalog import TASKS
-from app.services.safetensors_header import TensorInfo
+
+
+class TensorInfo(Protocol):
+    """A weight as a file header gives it (app.services.safetensors_header.TensorInfo)."""
+
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def numel(self) -> int: ...
+
 
 FLOAT_DTYPES = frozenset({"F32", "F16", "BF16"})
 _LEGACY = ((".LayerNorm.gamma", ".LayerNorm.weight"), (".LayerNorm.beta", ".LayerNorm.bias"))

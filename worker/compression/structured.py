@@ -191,7 +191,9 @@ class StructuredOBS:
         h = xtx.clone()
         diag = h.diagonal()
         dead = (diag[: self.in_features] == 0).nonzero().flatten()
-        self.damping = self.damp * float(diag[: self.in_features].mean())
+        live = diag[: self.in_features]
+        live = live[live > 0]  # the mean over the real inputs: dead ones would shrink it
+        self.damping = self.damp * float(live.mean()) if live.numel() else self.damp
         diag[dead] = 1.0
         weight[:, dead] = 0.0
         diag.add_(self.damping)

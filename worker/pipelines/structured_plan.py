@@ -1,15 +1,16 @@
 """What the `structured` stage decides with, apart from running it: the job's options, the
-latency model of one measured table (``dense = L * dense_layer + rest``; the never-pruned
-part ``(L + 1) * rest``: the embeddings and the task head taken as one more `rest`), the
-kept counts read back from the masks, the allocation of each step, and the report section.
+latency model (a measured table of attention and FFN blocks by kept count, anchored to the
+dense model's and the student's whole ONNX graphs timed at the same shapes), the kept counts
+read back from the masks, the allocation of each step, and the report section.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,11 @@ from worker.pipelines.latency_table import LatencyKey, LatencyTable, ModelOption
 from worker.pipelines.structured_calibrate import LayerStructure, StructuredCalibration
 
 ACTIVATION_KEYS = ("hidden_act", "activation", "hidden_activation")
-FIXED_PART = "embeddings and task head taken as one layer's `rest` (LayerNorm and add)"
+FIXED_PART = (
+    "measured: the student's whole ONNX graph at the table's shapes less its layers' attention "
+    "and FFN blocks at full width (embeddings, masks, residual adds and LayerNorms, task head, "
+    "per-call cost); a removed block is priced as the one silent head or neuron it keeps"
+)
 
 
 def options_of(spec: JobSpec) -> StructuredSpec:
@@ -31,23 +36,38 @@ def options_of(spec: JobSpec) -> StructuredSpec:
 
 @dataclass(frozen=True)
 class LatencyModel:
-    """The model's predicted latency from one table: `layers` layers plus the fixed part."""
+    """The model's predicted latency from one table: `layers` layers at their kept counts plus
+    a fixed part. `measured_dense` and `measured_student` (seconds), when given, are whole
+    ONNX graphs timed on this host at the table's shapes: the dense model (all its layers,
+    before any layer dropping) is then the reference, and the fixed part is the student's
+    graph less its layers' blocks at full width (embeddings, masks, head, per-call cost)."""
 
     table: LatencyTable
     layers: int
+    measured_dense: float | None = None
+    measured_student: float | None = None
 
     @property
     def fixed(self) -> float:
-        return (self.layers + 1) * self.table.rest
+        if self.measured_student is None:
+            return (self.layers + 1) * self.table.rest
+        blocks = self.layers * (self.table.dense_layer - self.table.rest)
+        return max(self.measured_student - blocks, self.table.rest)
 
     @property
     def dense(self) -> float:
+        if self.measured_dense is not None:
+            return self.measured_dense
         return self.layers * self.table.dense_layer + self.table.rest
 
+    def block(self, kind: Literal["attention", "ffn"], kept: int) -> float:
+        """A block's latency at `kept`; a removed one (0) still runs in the exported graph as
+        one silent head or neuron (the compaction keeps one), so it costs what 1 costs."""
+        return self.table.latency(kind, max(kept, 1))
+
     def latency(self, heads: Sequence[int], neurons: Sequence[int]) -> float:
-        t = self.table
         blocks = (
-            t.latency("attention", h) + t.latency("ffn", n)
+            self.block("attention", h) + self.block("ffn", n)
             for h, n in zip(heads, neurons, strict=True)
         )
         return self.fixed + math.fsum(blocks)
@@ -113,6 +133,18 @@ def _within(
     return tuple(tuple(o for o in os if o.kept <= n) for os, n in zip(options, now, strict=True))
 
 
+def _silent(
+    options: tuple[tuple[LayerOption, ...], ...],
+    lm: LatencyModel,
+    kind: Literal["attention", "ffn"],
+) -> tuple[tuple[LayerOption, ...], ...]:
+    """Each layer's options priced as LatencyModel.block prices them (kept 0 as kept 1)."""
+    return tuple(
+        tuple(replace(o, latency=lm.block(kind, o.kept)) if o.kept == 0 else o for o in os)
+        for os in options
+    )
+
+
 def choose(
     cal: StructuredCalibration, lm: LatencyModel, target: float, now: tuple[list[int], list[int]]
 ) -> tuple[tuple[int, ...], tuple[int, ...], float]:
@@ -124,6 +156,7 @@ def choose(
         [lv.heads.relative().tolist() for lv in levels],
         [lv.neurons.relative().tolist() for lv in levels],
     )
+    full = ModelOptions(_silent(full.attention, lm, "attention"), _silent(full.ffn, lm, "ffn"))
     opts = ModelOptions(_within(full.attention, now[0]), _within(full.ffn, now[1]))
     try:
         alloc = allocate(
@@ -146,3 +179,25 @@ def report_section(record: dict[str, Any], onnx: dict[str, Any] | None) -> dict[
         "measured_speedup": measured,
         "measured_over_predicted": measured / predicted if measured and predicted else None,
     }
+
+
+def measured_graph_seconds(
+    model: nn.Module, tokenizer: Any, key: LatencyKey, outputs: Any, folder: Path,
+    *, rounds: int = 5, runs: int = 3,
+) -> float:  # fmt: skip
+    """A whole model exported to ONNX and timed on this host at the table's batch, length and
+    threads (full-length rows; median of alternating rounds), in seconds."""
+    import statistics
+
+    from worker.pipelines import export as ex
+    from worker.pipelines.measure import dummy_inputs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = ex.export_onnx(model, tokenizer, folder / "model.onnx", max_length=key.seq_len,
+                          outputs=outputs)  # fmt: skip
+    session = ex.open_session(path, threads=key.threads)
+    names = {i.name for i in session.get_inputs()}
+    feed = {n: v.numpy() for n, v in dummy_inputs(tokenizer, key.batch, key.seq_len).items()
+            if n in names}  # fmt: skip
+    times = ex.alternating_runs({"model": ex.Turn(session, feed, runs, 2)}, rounds)["model"]
+    return statistics.median(times) / 1000.0

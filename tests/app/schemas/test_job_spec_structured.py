@@ -54,7 +54,7 @@ BOUNDS = [
     ("target_speedup", "2"), ("runtime", "onnxruntime-gpu"), ("runtime", "tensorrt"),
     ("steps", 0), ("steps", 21), ("steps", 2.0), ("calibration_batches", 0),
     ("calibration_batches", 1025), ("damp", 0), ("damp", 1.5), ("latency_batch_size", 0),
-    ("latency_batch_size", 257), ("colour", "red"),
+    ("latency_batch_size", 8), ("latency_batch_size", 257), ("colour", "red"),
 ]  # fmt: skip
 
 

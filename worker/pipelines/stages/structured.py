@@ -11,11 +11,10 @@ stays removed), free the calibration, then recover (distilling as the spec says)
 step's share of the recovery budget with the masks held. Kept counts are read back from the
 masks, so they never grow.
 
-Latency model (one table of this host, cached under ``<work_dir>/latency``): a layer costs
-its attention and FFN at their kept counts plus its `rest`; the embeddings and the task head
-are taken as one more `rest` (their LayerNorm and add; the lookup and the head's small matmul
-are left out). So ``dense = L * dense_layer + rest`` and the never-pruned part is
-``(L + 1) * rest``; the best reachable speedup is ``dense / ((L + 1) * rest)``.
+Latency model (structured_plan.LatencyModel): the block table of this host (cached under
+``<work_dir>/latency``) prices each layer's attention and FFN at their kept counts; the dense
+model's whole ONNX graph, timed here at the table's shapes, is the reference (before layer
+dropping), and the student's graph less its layers' full blocks is the fixed part.
 
 Each completed step (pruning and recovery) writes a `prune_step` checkpoint: the model, the
 masks, and the record (per-step counts, the latency table used); a redelivered job continues
@@ -62,6 +61,7 @@ from worker.pipelines.structured_plan import (
     choose,
     kept_counts,
     latency_key,
+    measured_graph_seconds,
     options_of,
     unreachable,
 )
@@ -121,6 +121,37 @@ def recovery_split(spec: JobSpec, n_train: int) -> list[int]:
     return [k * total // n - (k - 1) * total // n for k in range(1, n + 1)]
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000 * seconds
+
+
+def latency_model(
+    loaded: Loaded, dense: Dense, model: nn.Module, layers: int, ctx: PipelineContext
+) -> LatencyModel:
+    """The block table of this host (cached) and, timed once here, the dense model's and the
+    student's whole ONNX graphs at the table's shapes (the reference and the fixed part)."""
+    key = latency_key(model, loaded.spec)
+    table = cached_latency_table(key, ctx.settings.work_dir / "latency")
+    outputs, where = loaded.task.outputs, ctx.scratch / "structured-latency"
+    tok = loaded.tokenizer
+    reference = dense.model  # before layer dropping (the student is then a smaller copy)
+    measured_dense = measured_graph_seconds(reference, tok, key, outputs, where / "dense")
+    measured_student = (
+        measured_graph_seconds(model, tok, key, outputs, where / "student")
+        if reference is not model else measured_dense
+    )  # fmt: skip
+    return LatencyModel(table, layers, measured_dense, measured_student)
+
+
+def _restored_model(record: dict[str, Any], layers: int) -> LatencyModel:
+    lm = record["latency_model"]
+    dense, student = lm.get("measured_dense_ms"), lm.get("measured_student_ms")
+    return LatencyModel(
+        LatencyTable.from_json(record["latency_table"]), layers,
+        None if dense is None else dense / 1000, None if student is None else student / 1000,
+    )  # fmt: skip
+
+
 def new_record(spec: JobSpec, lm: LatencyModel) -> dict[str, Any]:
     opts = options_of(spec)
     return {
@@ -130,6 +161,8 @@ def new_record(spec: JobSpec, lm: LatencyModel) -> dict[str, Any]:
         "latency_model": {
             "layers": lm.layers, "dense_ms": 1000 * lm.dense, "fixed_ms": 1000 * lm.fixed,
             "fixed_part": FIXED_PART,
+            "measured_dense_ms": _ms(lm.measured_dense),
+            "measured_student_ms": _ms(lm.measured_student),
             "best_speedup": lm.best_speedup if math.isfinite(lm.best_speedup) else None,
         },
         "per_step": [],
@@ -147,9 +180,8 @@ def stage_structured(
     layers = len(layer_structures(model))
     record = restore_step(ck, pruned, ctx)
     if record is None:
-        table = cached_latency_table(latency_key(model, spec), ctx.settings.work_dir / "latency")
-        record = new_record(spec, LatencyModel(table, layers))
-    lm = LatencyModel(LatencyTable.from_json(record["latency_table"]), layers)
+        record = new_record(spec, latency_model(loaded, dense, model, layers, ctx))
+    lm = _restored_model(record, layers)
     if lm.best_speedup < opts.target_speedup:
         raise unreachable(opts.target_speedup, lm)
     split = recovery_split(spec, len(loaded.train_items))
