@@ -43,7 +43,7 @@ def tiny_bert_config(num_labels: int = 2, *, layers: int = 2, hidden: int = 32):
 
 def write_tiny_bert(
     dest: Path, *, num_labels: int = 2, with_head: bool = False, layers: int = 2, seed: int = 0,
-    max_shard_size: str | None = None,
+    max_shard_size: str | None = None, hidden: int = 32,
 ) -> Path:  # fmt: skip
     """Write config.json, model.safetensors and the tokenizer into `dest`; returns `dest`.
 
@@ -54,7 +54,7 @@ def write_tiny_bert(
     from transformers import BertForSequenceClassification, BertModel
 
     torch.manual_seed(seed)
-    config = tiny_bert_config(num_labels, layers=layers)
+    config = tiny_bert_config(num_labels, layers=layers, hidden=hidden)
     model = BertForSequenceClassification(config) if with_head else BertModel(config)
     dest.mkdir(parents=True, exist_ok=True)
     if max_shard_size is None:

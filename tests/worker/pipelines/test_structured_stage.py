@@ -145,15 +145,20 @@ def test_a_structured_job_on_bert_reaches_its_target(tmp_path: Path) -> None:
     st = report["structured"]
     assert st["latency_table"] == table.to_json() and st["latency_table"]["key"] == key.to_json()
     model = st["latency_model"]
-    # the reference is the dense graph timed whole; the fixed part the student's graph (the
-    # same model here: no layers dropped) less its layers' blocks at full width
+    # the reference is the dense graph timed whole; the blocks are scaled to the student's
+    # graph (the same model here: no layers dropped)
     assert model["measured_dense_ms"] > 0
     assert model["dense_ms"] == pytest.approx(model["measured_dense_ms"])
     assert model["measured_student_ms"] == model["measured_dense_ms"]
-    blocks = 2 * (table.dense_layer - table.rest) * 1000
-    assert model["fixed_ms"] == pytest.approx(
-        max(model["measured_student_ms"] - blocks, 1000 * table.rest)
-    )
+    # a line through the student's graph at full width and at one head and neuron a layer
+    full, low = model["measured_student_ms"], model["measured_minimal_ms"]
+    assert low > 0
+    blocks = {k: 2000 * (table.latency("attention", h) + table.latency("ffn", n))
+              for k, (h, n) in {"full": (key.heads, key.ffn), "low": (1, 1)}.items()}  # fmt: skip
+    span = blocks["full"] - blocks["low"]
+    scale = (full - low) / span if span > 0 and full > low else 1.0
+    assert model["block_scale"] == pytest.approx(scale)
+    assert model["fixed_ms"] == pytest.approx(max(full - scale * blocks["full"], 0.0))
     check_steps(st)
     assert [r["recovery_steps"] for r in st["per_step"]] == [3, 3]  # 6 split evenly
     assert [a["step"] for a in report["pruning"]["applied"]] == [0, 3]

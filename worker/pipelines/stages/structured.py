@@ -36,6 +36,7 @@ from app.schemas.job_spec import JobSpec
 from worker.pipelines import pruning as pr
 from worker.pipelines.architecture import prunable_targets
 from worker.pipelines.checkpoint import rng_state
+from worker.pipelines.compaction import compact_structures
 from worker.pipelines.context import PipelineContext
 from worker.pipelines.inference import task_batches
 from worker.pipelines.latency_table import (
@@ -61,7 +62,8 @@ from worker.pipelines.structured_plan import (
     choose,
     kept_counts,
     latency_key,
-    measured_graph_seconds,
+    measured_graphs_seconds,
+    minimal_copy,
     options_of,
     unreachable,
 )
@@ -128,28 +130,31 @@ def _ms(seconds: float | None) -> float | None:
 def latency_model(
     loaded: Loaded, dense: Dense, model: nn.Module, layers: int, ctx: PipelineContext
 ) -> LatencyModel:
-    """The block table of this host (cached) and, timed once here, the dense model's and the
-    student's whole ONNX graphs at the table's shapes (the reference and the fixed part)."""
+    """The block table of this host (cached) and, timed here in the same alternating rounds at
+    the table's shapes, the student's whole ONNX graph at full width and at one head and one
+    neuron a layer, and the dense model's when layers were dropped (the reference)."""
     key = latency_key(model, loaded.spec)
     table = cached_latency_table(key, ctx.settings.work_dir / "latency")
     outputs, where = loaded.task.outputs, ctx.scratch / "structured-latency"
     tok = loaded.tokenizer
+    small, _ = compact_structures(minimal_copy(model))
+    graphs = {"student": model, "minimal": small}
     reference = dense.model  # before layer dropping (the student is then a smaller copy)
-    measured_dense = measured_graph_seconds(reference, tok, key, outputs, where / "dense")
-    measured_student = (
-        measured_graph_seconds(model, tok, key, outputs, where / "student")
-        if reference is not model else measured_dense
-    )  # fmt: skip
-    return LatencyModel(table, layers, measured_dense, measured_student)
+    dropped = len(layer_structures(reference)) != layers
+    if dropped:
+        graphs["dense"] = reference
+    got = measured_graphs_seconds(graphs, tok, key, outputs, where)
+    measured_dense = got["dense"] if dropped else got["student"]  # no layers dropped: the same
+    measured_student, measured_minimal = got["student"], got["minimal"]
+    return LatencyModel(table, layers, measured_dense, measured_student, measured_minimal)
 
 
 def _restored_model(record: dict[str, Any], layers: int) -> LatencyModel:
     lm = record["latency_model"]
-    dense, student = lm.get("measured_dense_ms"), lm.get("measured_student_ms")
-    return LatencyModel(
-        LatencyTable.from_json(record["latency_table"]), layers,
-        None if dense is None else dense / 1000, None if student is None else student / 1000,
-    )  # fmt: skip
+    got = [lm.get(f"measured_{k}_ms") for k in ("dense", "student", "minimal")]
+    dense, student, minimal = (None if v is None else v / 1000 for v in got)
+    table = LatencyTable.from_json(record["latency_table"])
+    return LatencyModel(table, layers, dense, student, minimal)
 
 
 def new_record(spec: JobSpec, lm: LatencyModel) -> dict[str, Any]:
@@ -160,9 +165,11 @@ def new_record(spec: JobSpec, lm: LatencyModel) -> dict[str, Any]:
         "latency_table": lm.table.to_json(),
         "latency_model": {
             "layers": lm.layers, "dense_ms": 1000 * lm.dense, "fixed_ms": 1000 * lm.fixed,
+            "block_scale": lm.scale,
             "fixed_part": FIXED_PART,
             "measured_dense_ms": _ms(lm.measured_dense),
             "measured_student_ms": _ms(lm.measured_student),
+            "measured_minimal_ms": _ms(lm.measured_minimal),
             "best_speedup": lm.best_speedup if math.isfinite(lm.best_speedup) else None,
         },
         "per_step": [],
