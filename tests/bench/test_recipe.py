@@ -46,7 +46,14 @@ def test_default_budget_follows_each_recipes_recovery_epochs() -> None:
         "gmp-80": 1000,
         "gmp-90": 1500,
         "compound-3l-80-block4-int8": 1000,
-    }
+        # the structured recipes recover as obert-80 (2 epochs), split between their steps
+        "structured-1.5x": 1000, "structured-2x": 1000, "structured-3x": 1000,
+        "structured-4x": 1000, "structured-2x-int8": 1000,
+    }  # fmt: skip
+    targets = {c: recipe.config_body(args, c, uuid.uuid4()).get("pruning", {}).get("structured")
+               for c in ("structured-1.5x", "structured-2x", "structured-4x")}  # fmt: skip
+    assert targets == {"structured-1.5x": {"target_speedup": 1.5}, "structured-2x": None,
+                       "structured-4x": {"target_speedup": 4.0}}  # fmt: skip
     fixed = recipe.parse_args(["--steps", "300"])
     assert fixed.dense_steps == 300
     assert recipe.config_body(fixed, "gmp-90", uuid.uuid4())["pruning"]["schedule"]["steps"] == 225
