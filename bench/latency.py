@@ -81,14 +81,14 @@ def export_dense(archive: Path, folder: Path, max_length: int) -> tuple[Path, An
     """The dense baseline exported as the export stage exports it, and its tokenizer."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from worker.pipelines.compaction import compact_feed_forward
+    from worker.pipelines.compaction import compact_structures
 
     with tarfile.open(archive) as tar:
         tar.extractall(folder / "dense-model", filter="data")
     model_dir = next(p.parent for p in (folder / "dense-model").rglob("config.json"))
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    small, _ = compact_feed_forward(model)
+    small, _ = compact_structures(model)
     path = ex.export_onnx(small, tokenizer, folder / "dense.onnx", max_length=max_length)
     return path, tokenizer
 

@@ -6,7 +6,6 @@ plain transformers: sparsity exactly the target over the family's full prunable 
 
 from __future__ import annotations
 
-import json
 import random
 import tarfile
 from collections.abc import Iterator
@@ -16,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import wait_job
-from tests.e2e.test_redis_postgres import download, running_stack
+from tests.e2e.test_redis_postgres import download, run_to_success, running_stack
 from tests.e2e.test_tasks import ner_rows, qa_rows, upload_dataset, write_jsonl
 from tests.factories.encoders import write_tiny_encoder
 from tests.factories.tiny_bert import archive
@@ -121,13 +119,8 @@ def test_every_family_is_compressed_end_to_end(
         "quantization": {"method": "qat_int8", "qat_steps": 2},
         "training": {"max_steps": 4, "recovery_max_steps": 8, "batch_size": 8},
     }  # fmt: skip
-    r = client.post("/v1/jobs", json=spec)
-    assert r.status_code == 202, r.text
-    job = wait_job(client, r.json()["id"], logs)
-    assert job["status"] == "succeeded", job
-    arts = {a["kind"]: a for a in client.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"]}
+    _, arts, report = run_to_success(client, spec, logs, tmp_path)
     assert {"model", "model_int8", "model_onnx", "model_int8_onnx", "report"} <= set(arts)
-    report = json.loads(download(client, arts["report"], tmp_path / "report.json").read_text())
     assert report["task"] == task
     steps = [s["sparsity"] for s in report["pruning"]["applied"]]
     assert (

@@ -93,6 +93,21 @@ def download(client: httpx.Client, artifact: dict[str, Any], dest: Path) -> Path
     return dest
 
 
+def run_to_success(
+    client: httpx.Client, spec: dict[str, Any], logs: list[Path], tmp_path: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
+    """Submit `spec`, wait for `succeeded`; the job, its artifacts by kind and its report."""
+    import json
+
+    r = client.post("/v1/jobs", json=spec)
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["id"], logs)
+    assert job["status"] == "succeeded", (job.get("error"), job)
+    arts = {a["kind"]: a for a in client.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"]}
+    report = json.loads(download(client, arts["report"], tmp_path / "report.json").read_text())
+    return job, arts, report
+
+
 def encoder_sparsity(model_dir: Path) -> float:
     from transformers import AutoModelForSequenceClassification
 

@@ -5,14 +5,12 @@ physically smaller than the dense one and matches the pruned PyTorch model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.harness import wait_job
-from tests.e2e.test_redis_postgres import download, stack, tiny_job
+from tests.e2e.test_redis_postgres import download, run_to_success, stack, tiny_job
 from tests.factories.tiny_bert import archive, write_tiny_bert
 
 pytestmark = pytest.mark.e2e
@@ -46,13 +44,8 @@ def test_a_structured_job_exports_a_smaller_graph_that_matches(
         training={"max_steps": 4, "recovery_max_steps": 6, "batch_size": 8},
     )  # fmt: skip
     spec["dataset"]["max_length"] = 128
-    r = client.post("/v1/jobs", json=spec)
-    assert r.status_code == 202, r.text
-    job = wait_job(client, r.json()["id"], logs)
-    assert job["status"] == "succeeded", (job.get("error"), job.get("error_code"), job)
-    arts = {a["kind"]: a for a in client.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"]}
+    _, arts, report = run_to_success(client, spec, logs, tmp_path)
     assert {"model", "model_onnx", "model_int8_onnx", "report", "plot_structured"} <= set(arts)
-    report = json.loads(download(client, arts["report"], tmp_path / "report.json").read_text())
     structured = report["structured"]
     assert [s["step"] for s in structured["per_step"]] == [1, 2]
     assert structured["final"]["predicted_speedup"] >= 1.1 * (1 - 1e-9)

@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from app.schemas.job_spec import JobSpec
-from tests.e2e.harness import wait_job
-from tests.e2e.test_redis_postgres import download, stack, upload_tiny_model
+from tests.e2e.test_redis_postgres import download, run_to_success, stack, upload_tiny_model
 from tests.factories.datasets import OneDataset as _Uploads
 from worker.job_store import DatasetRecord
 
@@ -122,13 +121,8 @@ def run_task_job(
         "quantization": {"method": "dynamic_int8"},
         "training": {"max_steps": 6, "recovery_max_steps": 6, "batch_size": 8},
     }  # fmt: skip
-    r = client.post("/v1/jobs", json=spec)
-    assert r.status_code == 202, r.text
-    job = wait_job(client, r.json()["id"], logs)
-    assert job["status"] == "succeeded", job
-    arts = {a["kind"]: a for a in client.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"]}
+    job, arts, report = run_to_success(client, spec, logs, tmp_path)
     assert {"model", "model_int8", "model_onnx", "model_int8_onnx", "report"} <= set(arts)
-    report = json.loads(download(client, arts["report"], tmp_path / "report.json").read_text())
     onnx = download(client, arts["model_onnx"], tmp_path / "model.onnx")
     tokenizer_dir = tmp_path / "tiny"  # upload_tiny_model wrote the tokenizer files there
     again = rescore(report, data, uploaded, onnx, tokenizer_dir, tmp_path)
