@@ -13,10 +13,11 @@ export TRANSFORMERS_OFFLINE := 1
 
 # torch 2.13.0 goes in first (a CPU build lies on disk here); then the project with its extras,
 # so nothing pulls a CUDA build of torch.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ./client
 	$(PIP) install -q -e '.[worker,dev]'
 	touch $(STAMP)
 

@@ -81,3 +81,14 @@ def test_compose_database_url_uses_the_postgres_service() -> None:
     assert (
         f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in url
     )
+
+
+def test_image_installs_the_local_packages_the_venv_installs() -> None:
+    """Every local package the Makefile installs (the client under client/) is copied into
+    the image and installed before the project, so the `scalpel` CLI imports in it."""
+    makefile = (ROOT / "Makefile").read_text()
+    local = set(re.findall(r"pip install -q -e \./(\w+)", makefile.replace("$(PIP)", "pip")))
+    assert local, "the Makefile installs no local package: update this test"
+    for package in local:
+        assert re.search(rf"^COPY {package} \./{package}$", DOCKERFILE, flags=re.MULTILINE)
+        assert DOCKERFILE.count(f"pip install ./{package}") == len(_dockerfile_targets() - {"base"})

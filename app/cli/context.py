@@ -8,12 +8,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from app.client import (
+from scalpel_client import (
     DigestMismatchError,
     ScalpelAPIError,
     ScalpelClient,
@@ -79,19 +79,28 @@ def describe(exc: ScalpelAPIError) -> str:
     return text
 
 
+def unreachable(base_url: str, exc: ScalpelConnectionError) -> str:
+    """One line: the API's base URL, why, and the request that found it down."""
+    return f"cannot reach the API at {base_url}: {exc.reason} ({exc.method} {exc.url})"
+
+
 @contextmanager
 def api(ctx: typer.Context) -> Iterator[ScalpelClient]:
     """A client from the global options; client errors end the command with a clear message."""
     st = state(ctx)
+    clients: list[ScalpelClient] = []
     try:
         with ScalpelClient(st.url, st.api_key, config_path=st.config) as client:
+            clients.append(client)
             yield client
     except ScalpelAPIError as exc:
         problem = exc.body if isinstance(exc.body, dict) else {"status": exc.status,
                                                                 "code": exc.code}  # fmt: skip
         fail(st, Exit.ERROR, describe(exc), problem)
     except ScalpelConnectionError as exc:
-        fail(st, Exit.UNREACHABLE, f"cannot reach the API: {exc}")
+        base_url = clients[0].config.url if clients else exc.url
+        message = unreachable(base_url, exc)
+        fail(st, Exit.UNREACHABLE, message, {"detail": message, "url": base_url})
     except DigestMismatchError as exc:
         fail(st, Exit.DIGEST_MISMATCH, str(exc))
     except ScalpelTimeoutError as exc:
@@ -100,13 +109,3 @@ def api(ctx: typer.Context) -> Iterator[ScalpelClient]:
         fail(st, Exit.ERROR, str(exc))
     except KeyboardInterrupt:
         fail(st, Exit.INTERRUPTED, "interrupted")
-
-
-# The --task option of job submission and data set upload (the API checks the value).
-TaskOption = Annotated[
-    str | None,
-    typer.Option(
-        help="sequence_classification (default), regression, token_classification or "
-        "question_answering."
-    ),
-]

@@ -1,7 +1,10 @@
-"""The `scalpel` command: global options, then the commands of app.cli.jobs and app.cli.files.
+"""The `scalpel` command: global options, then the commands of app.cli.jobs, app.cli.files and
+app.cli.recipes, over the scalpel_client package.
 
 Exit codes: 0 ok, 1 API or client error, 2 bad usage, 3 job failed, 4 job canceled,
-5 API unreachable, 6 digest mismatch, 7 timeout, 130 interrupted.
+5 API unreachable (one line on stderr: the base URL, why, and the request), 6 digest mismatch,
+7 timeout, 130 interrupted. For scripts: `submit`, `models upload` and `datasets upload` take
+--quiet/-q and then print the new id alone; --json makes every command's output JSON.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from typing import Annotated
 
 import typer
 
-from app.cli import files, jobs
+from app.cli import files, jobs, recipes
 from app.cli.context import State
 
+# Plain click help (rich_markup_mode=None): flags show as flags, an option's choices as
+# <a|b|c>; typer's rich panels print `<bool>` after every flag.
 app = typer.Typer(
     name="scalpel", help="Scalpel: compression as a service, from the command line.",
-    no_args_is_help=True, pretty_exceptions_enable=False,
+    no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
 )  # fmt: skip
 
 
@@ -45,6 +51,7 @@ def main(
 
 jobs.register(app)
 files.register(app)
+recipes.register(app)
 
 if __name__ == "__main__":
     app()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 from rich.console import Console
@@ -16,7 +18,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-JSON = dict[str, Any]
+from app.cli.names import job_label, short_id
+
+JSON = Mapping[str, Any]  # a job, artifact or event as the API sent it
 STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
                 "canceled": "magenta"}  # fmt: skip
 
@@ -84,27 +88,103 @@ def spec_summary(spec: dict[str, Any]) -> tuple[str, str, str]:
     return str(spec.get("model", "")), str(name), method
 
 
-def jobs_table(jobs: list[JSON]) -> Table:
+def duration(seconds: float) -> str:
+    """`45s`, `3m20s`, `2h05m`, `1d04h`."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def eta_text(job: JSON) -> str:
+    """`eta 3m20s` from the job's eta_seconds (the training left); "" when not known."""
+    left = job.get("eta_seconds")
+    return f"eta {duration(float(left))}" if isinstance(left, int | float) else ""
+
+
+def jobs_table(
+    jobs: Sequence[JSON], names: Mapping[str, str] | None = None, *, ids: bool = False
+) -> Table:
+    """A row a job: its name (else its short id; `ids`: the full id too), its model and data
+    set by name (`names`: upload id -> name, else a short id) and its time left."""
+    names = names or {}
     table = Table(box=None, pad_edge=False)
-    table.add_column("ID", no_wrap=True, min_width=36)
-    for col in ("STATUS", "STAGE", "PROGRESS", "MODEL", "DATASET", "PRUNING"):
+    table.add_column("JOB", overflow="fold")
+    if ids:
+        table.add_column("ID", no_wrap=True, min_width=36)
+    for col in ("STATUS", "STAGE", "PROGRESS", "ETA", "MODEL", "DATASET", "PRUNING"):
         table.add_column(col, overflow="fold")
     table.add_column("CREATED", no_wrap=True, min_width=16)
     for job in jobs:
         status = str(job.get("status"))
         model, dataset, pruning = spec_summary(job.get("spec") or {})
-        table.add_row(
-            str(job.get("id")), f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
-            str(job.get("stage") or "-"), f"{100 * float(job.get('progress') or 0):.0f}%",
-            model, dataset, pruning, str(job.get("created_at", ""))[:16].replace("T", " "),
-        )  # fmt: skip
+        left = job.get("eta_seconds")
+        row = [job_label(job), *([str(job.get("id"))] if ids else []),
+               f"[{STATUS_STYLE.get(status, '')}]{status}[/]", str(job.get("stage") or "-"),
+               f"{100 * float(job.get('progress') or 0):.0f}%",
+               duration(float(left)) if isinstance(left, int | float) else "-",
+               names.get(model, short_id(model)), names.get(dataset, short_id(dataset)),
+               pruning, str(job.get("created_at", ""))[:16].replace("T", " ")]  # fmt: skip
+        table.add_row(*row)
     return table
+
+
+def _num(value: Any, fmt: str) -> str | None:
+    """A number as `fmt` says (`d`: a whole one), None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return format(round(value) if fmt == "d" else value, fmt)
+
+
+def telemetry_line(data: Mapping[str, Any]) -> str:
+    """`step 120/300  loss 0.4123  lr 3.2e-05  5.1 steps/s  81.3 examples/s  elapsed 1m23s
+    180 steps left` (what is missing is left out)."""
+    parts = []
+    if (step := _num(data.get("step"), "d")) is not None:
+        total = _num(data.get("total_steps"), "d")
+        parts.append(f"step {step}/{total}" if total is not None else f"step {step}")
+    for key, label, fmt in (("loss", "loss", ".4f"), ("learning_rate", "lr", ".3g")):
+        if (text := _num(data.get(key), fmt)) is not None:
+            parts.append(f"{label} {text}")
+    for key, unit in (("steps_per_s", "steps/s"), ("examples_per_s", "examples/s")):
+        if (text := _num(data.get(key), ".3g")) is not None:
+            parts.append(f"{text} {unit}")
+    if (elapsed := _num(data.get("elapsed_s"), "f")) is not None:
+        parts.append(f"elapsed {duration(float(elapsed))}")
+    if (left := _num(data.get("remaining_steps"), "d")) is not None:
+        parts.append(f"{left} steps left")
+    return "  ".join(parts)
+
+
+def event_line(event: Mapping[str, Any]) -> str:
+    """`#4  2025-01-02 10:00:03  stage  prune 10%`: id, time, kind, then what the event says."""
+    when = str(event.get("created_at", ""))[:19].replace("T", " ")
+    parts = [f"#{event.get('id')}", when, str(event.get("kind"))]
+    for key in ("status", "stage"):
+        if event.get(key):
+            parts.append(str(event[key]))
+    if event.get("progress") is not None:
+        parts.append(f"{100 * float(event['progress']):.0f}%")
+    if event.get("message"):
+        parts.append(str(event["message"]))
+    data = event.get("data")
+    if event.get("kind") == "telemetry" and isinstance(data, dict):
+        parts.append(telemetry_line(data) or json.dumps(data, default=str))
+    elif isinstance(data, dict) and data:
+        parts.append(metrics_line(data) or json.dumps(data, default=str))
+    return "  ".join(parts)
 
 
 def job_summary(job: JSON) -> str:
     line = f"job {job.get('id')}: {job.get('status')}"
     if job.get("stage"):
         line += f" (stage {job['stage']}, {100 * float(job.get('progress') or 0):.0f}%)"
+    if eta := eta_text(job):
+        line += f"\n  {eta} (the training left, until {str(job.get('eta_at'))[:19]} UTC)"
     error = job.get("error")
     if isinstance(error, dict):
         line += f"\n  error {error.get('code')}: {error.get('message')}"
@@ -114,15 +194,58 @@ def job_summary(job: JSON) -> str:
     return line
 
 
+def size(n: float) -> str:
+    """`512 MiB`, `1.2 GiB` (binary units, as memory budgets are)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def _joined(*parts: str | None) -> str:
+    return "  ".join(p for p in parts if p)
+
+
+def dry_run_summary(result: JSON) -> str:
+    """What `submit --dry-run` shows: that nothing was submitted, the job's model, data set,
+    pruning, recipe, name and labels, the estimates against their limits (and the setting
+    each limit comes from), then the spec as it would be stored."""
+    spec = result.get("spec") or {}
+    model, dataset, pruning = spec_summary(spec)
+    recipe = spec.get("recipe")
+    lines = [
+        "dry run: the submission passed its checks; nothing was submitted",
+        "  " + _joined(f"model {model}", f"data set {dataset}", f"pruning {pruning}",
+                       f"recipe {recipe}" if recipe else None),
+    ]  # fmt: skip
+    name, labels = result.get("name"), result.get("labels") or {}
+    if name or labels:
+        tags = " ".join(f"{k}={v}" for k, v in labels.items())
+        lines.append("  " + _joined(name and f"name {name}", tags and f"labels {tags}"))
+    memory, time = result.get("memory_estimate"), result.get("time_estimate")
+    if isinstance(memory, dict):
+        lines.append(f"  memory: peak {size(memory['peak_bytes'])} ({memory['phase']}), budget "
+                     f"{size(memory['budget_bytes'])} ({memory['budget_setting']})")  # fmt: skip
+    else:
+        lines.append("  no estimates: the model's config is not known")
+    if isinstance(time, dict):
+        lines.append(f"  time: about {duration(time['seconds'])}, limit "
+                     f"{duration(time['limit_s'])} ({time['limit_setting']})")  # fmt: skip
+    lines.append("  spec: " + json.dumps(spec, indent=2).replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
 class JobProgress:
-    """A live bar for one job: status and stage, percent, elapsed time and the metrics."""
+    """A live bar for one job: status and stage, percent, elapsed time, the time its training
+    has left (the job's eta_seconds) and the metrics."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), console=console,
+            TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[metrics]}"), console=console,
         )  # fmt: skip
-        self.task: TaskID = self.progress.add_task("waiting", total=1.0, metrics="")
+        self.task: TaskID = self.progress.add_task("waiting", total=1.0, metrics="", eta="")
 
     def update(self, job: JSON) -> None:
         status, stage = job.get("status"), job.get("stage")
@@ -130,6 +253,7 @@ class JobProgress:
         self.progress.update(
             self.task, completed=min(max(float(job.get("progress") or 0), 0.0), 1.0),
             description=description, metrics=metrics_line(job.get("metrics"), limit=3),
+            eta=eta_text(job),
         )  # fmt: skip
 
     def __enter__(self) -> JobProgress:

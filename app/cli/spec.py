@@ -58,14 +58,35 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """`--label team=search` (repeatable) -> {"team": "search"}; the value may hold '='. The
+    API checks the keys and values; a key given twice with two values is refused here."""
+    out: dict[str, str] = {}
+    for text in items:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--label wants KEY=VALUE, got {text!r}")
+        if out.get(key, value) != value:
+            raise SpecError(f"--label {key} is given twice, with {out[key]!r} and {value!r}")
+        out[key] = value
+    return out
+
+
 def build_spec(
-    spec_file: Path | None, flags: dict[str, Any], assignments: list[str]
+    spec_file: Path | None,
+    flags: dict[str, Any],
+    assignments: list[str],
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The file, then each flag given (dotted path -> value), then each --set."""
+    """The file, then each flag given (dotted path -> value) and the labels (over the file's,
+    key by key), then each --set."""
     spec = load_spec_file(spec_file) if spec_file else {}
     for dotted, value in flags.items():
         if value is not None:
             set_path(spec, dotted, value)
+    if labels:
+        given = spec.get("labels")
+        spec["labels"] = {**(given if isinstance(given, dict) else {}), **labels}
     for text in assignments:
         set_path(spec, *parse_assignment(text))
     if not spec.get("model"):

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from app.cli.main import app
-from tests.app.client.server import Server, running_server
+from tests.client.server import Server, running_server
 
 Cli = Callable[..., Result]
 

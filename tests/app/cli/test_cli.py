@@ -11,7 +11,7 @@ from typing import Any
 
 from app.cli.context import Exit
 from tests.app.cli.conftest import Cli
-from tests.app.client.server import Server, sha256, tiny_dataset_csv, tiny_model_zip
+from tests.client.server import Server, sha256, tiny_dataset_csv, tiny_model_zip
 from tests.e2e.harness import ROOT, free_port
 
 
@@ -32,8 +32,10 @@ def test_submit_from_flags_then_show_and_list(cli: Cli) -> None:
     assert r.exit_code == 0 and f"job {job['id']}: queued" in r.stdout
     r = cli("--json", "jobs", "--status", "queued")
     assert job["id"] in {j["id"] for j in json.loads(r.stdout)}
-    r = cli("jobs", "--limit", "500")
-    assert r.exit_code == 0 and job["id"] in r.stdout and "STATUS" in r.stdout
+    r = cli("jobs", "--limit", "500")  # no name: the job by the start of its id
+    assert r.exit_code == 0 and job["id"][:8] in r.stdout and "STATUS" in r.stdout
+    assert job["id"] not in r.stdout
+    assert job["id"] in cli("jobs", "--limit", "500", "--ids").stdout
 
 
 def test_flags_override_the_spec_file(cli: Cli, tmp_path: Path) -> None:
@@ -74,8 +76,25 @@ def test_usage_errors(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_unreachable_api(cli: Cli) -> None:
-    r = cli("--url", f"http://127.0.0.1:{free_port()}", "show", "x")
-    assert r.exit_code == Exit.UNREACHABLE and "cannot reach the API" in r.stderr
+    """One line naming the base URL tried and the request, no traceback (CliRunner would
+    raise an escaped exception), exit 5."""
+    base = f"http://127.0.0.1:{free_port()}"
+    r = cli("--url", base + "/", "show", "x")
+    assert r.exit_code == Exit.UNREACHABLE and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(
+        f"error: cannot reach the API at {base}: "
+    )
+    assert f"(GET {base}/v1/jobs/x)" in r.stderr and "refused" in r.stderr.lower()
+    r = cli("--json", "jobs", SCALPEL_URL=base)
+    error = json.loads(r.stderr)["error"]
+    assert r.exit_code == Exit.UNREACHABLE and error["url"] == base
+    assert error["detail"].startswith(f"cannot reach the API at {base}")
+
+
+def test_a_url_that_is_not_http(cli: Cli) -> None:
+    r = cli("--url", "localhost:8000", "jobs")
+    assert r.exit_code == Exit.ERROR
+    assert r.stderr == "error: the API URL must look like http://host:port, not 'localhost:8000'\n"
 
 
 def test_cancel_and_watch_exit_codes(cli: Cli, server: Server) -> None:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli.main import app
-from tests.app.client.server import running_server
+from tests.client.server import running_server
 from tests.e2e.harness import process, worker_args
 from tests.e2e.processes import tiny_spec
 from tests.factories.tiny_bert import archive, write_tiny_bert

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.client import (
+from scalpel_client import (
     AsyncScalpelClient,
     ClientConfig,
     RetryPolicy,
@@ -21,10 +21,11 @@ from app.client import (
     ScalpelError,
     resolve_config,
 )
-from app.client.download import parse_repr_digest, target_path
+from scalpel_client.download import parse_repr_digest, target_path
+from tests.client import bodies
 
 NO_WAIT = RetryPolicy(attempts=3, backoff=0.0, max_backoff=0.0)
-JOB = {"id": "j1", "status": "queued"}
+JOB = bodies.job("j1")
 
 
 def mocked(handler: Callable[[httpx.Request], httpx.Response]) -> ScalpelClient:
@@ -95,9 +96,26 @@ def test_cancel_is_not_retried_once_sent() -> None:
 
 def test_connection_errors_give_up_after_the_attempts() -> None:
     seen, client = scripted(*[httpx.ConnectError("refused")] * 3)
-    with pytest.raises(ScalpelConnectionError, match="refused"):
-        client.get_job("j1")
+    with pytest.raises(ScalpelConnectionError, match="refused") as err:
+        client.get_job("j/1")
     assert len(seen) == 3
+    assert (err.value.method, err.value.url) == ("GET", "http://api.test/v1/jobs/j%2F1")
+    assert err.value.reason == "refused"
+    _, client = scripted(
+        httpx.ConnectTimeout(""), httpx.ConnectTimeout(""), httpx.ConnectTimeout("")
+    )
+    with pytest.raises(ScalpelConnectionError) as err:
+        client.list_artifacts("j1")
+    assert err.value.reason == "ConnectTimeout"  # no message: the error's kind
+
+
+def test_a_response_without_the_typed_keys_is_refused() -> None:
+    _, client = scripted(httpx.Response(200, json={"id": "j1", "status": "queued"}))
+    with pytest.raises(ScalpelError, match="Job lacks cancel_requested, created_at"):
+        client.get_job("j1")
+    extra = {**JOB, "added_later": 1}  # keys the API adds later pass through
+    _, client = scripted(httpx.Response(200, json=extra))
+    assert client.get_job("j1")["id"] == "j1"
 
 
 def test_list_jobs_follows_the_cursor() -> None:
@@ -106,7 +124,7 @@ def test_list_jobs_follows_the_cursor() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         items, token = pages[request.url.params.get("page_token")]
         assert request.url.params["status"] == "queued"
-        return httpx.Response(200, json={"items": [{"id": i} for i in items],
+        return httpx.Response(200, json={"items": [bodies.job(i) for i in items],
                                          "next_page_token": token})  # fmt: skip
 
     client = mocked(handler)
@@ -139,6 +157,9 @@ def test_config_precedence(tmp_path: Path) -> None:
     assert resolve_config(env=home).url == "http://xdg"
     with pytest.raises(ScalpelError, match="does not exist"):
         resolve_config(env={"SCALPEL_CONFIG": str(tmp_path / "missing.toml")})
+    for bad in ("localhost:8000", "ftp://host", "http://", "http://host:port"):
+        with pytest.raises(ScalpelError, match="must look like http://host:port"):
+            resolve_config(bad, env={})
     file.write_text("url = [1]\n")
     with pytest.raises(ScalpelError, match="url must be a string"):
         resolve_config(config_path=file, env={})

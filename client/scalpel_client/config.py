@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from app.client.errors import ScalpelError
+from scalpel_client.errors import ScalpelError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 30.0
@@ -69,7 +70,20 @@ def resolve_config(
     raw_timeout = timeout if timeout is not None else file.get("timeout", DEFAULT_TIMEOUT_S)
     if not isinstance(raw_timeout, int | float) or raw_timeout <= 0:
         raise ScalpelError(f"{path}: timeout must be a positive number")
-    return ClientConfig(url=chosen_url.rstrip("/"), api_key=chosen_key, timeout=float(raw_timeout))
+    return ClientConfig(url=check_url(chosen_url), api_key=chosen_key, timeout=float(raw_timeout))
+
+
+def check_url(url: str) -> str:
+    """An http(s) base URL without its trailing slash; ScalpelError for anything else."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (a bad port raises here)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ScalpelError(f"the API URL must look like http://host:port, not {url!r}")
+    return url.rstrip("/")
 
 
 def _str(file: Mapping[str, Any], key: str, path: Path) -> str | None:

@@ -14,7 +14,7 @@ from typing import IO
 
 import httpx
 
-from app.client.errors import DigestMismatchError, ScalpelError
+from scalpel_client.errors import DigestMismatchError, ScalpelError
 
 CHUNK = 1024 * 1024
 _SHA256_ITEM = re.compile(r"(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):")

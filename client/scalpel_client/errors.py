@@ -12,7 +12,15 @@ class ScalpelError(Exception):
 
 
 class ScalpelConnectionError(ScalpelError):
-    """The API could not be reached (after the retries the request was allowed)."""
+    """The API could not be reached (after the retries the request was allowed): `url` is the
+    full URL tried, `reason` what went wrong (connection refused, timed out, ...)."""
+
+    def __init__(self, method: str, url: str, cause: BaseException | str) -> None:
+        reason = cause if isinstance(cause, str) else (str(cause) or type(cause).__name__)
+        super().__init__(f"{method} {url}: {reason}")
+        self.method = method
+        self.url = url
+        self.reason = reason
 
 
 class ScalpelTimeoutError(ScalpelError):

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
+from app.db.base import utcnow
 from app.db.models import Artifact, Job
 from app.db.session import make_engine
 from app.repositories import artifacts as artifacts_repo
@@ -55,6 +56,18 @@ class Server:
                 ))  # fmt: skip
                 session.commit()
                 return {"id": str(art.id), "sha256": art.sha256}
+        finally:
+            engine.dispose()
+
+    def expire_artifact(self, artifact_id: str) -> None:
+        """As retention does: the artifact stays listed, with expired_at (its download: 410)."""
+        engine = make_engine(self.db_url)
+        try:
+            with Session(engine) as session:
+                art = session.get(Artifact, uuid.UUID(artifact_id))
+                assert art is not None
+                art.expired_at = utcnow()
+                session.commit()
         finally:
             engine.dispose()
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.client import ScalpelClient
-from tests.app.client.server import Server, running_server
+from scalpel_client import ScalpelClient
+from tests.client.server import Server, running_server
 
 
 @pytest.fixture(scope="session")

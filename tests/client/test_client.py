@@ -8,13 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.client import (
+from scalpel_client import (
     DigestMismatchError,
     ScalpelAPIError,
     ScalpelClient,
     ScalpelTimeoutError,
 )
-from tests.app.client.server import Server, sha256, spec, tiny_dataset_csv, tiny_model_zip
+from tests.client.server import Server, sha256, spec, tiny_dataset_csv, tiny_model_zip
 
 
 def test_uploads_then_a_job_on_them(client: ScalpelClient, tmp_path: Path) -> None:
@@ -148,3 +148,20 @@ def test_unknown_artifact_name(client: ScalpelClient) -> None:
     job = client.submit_job(spec())
     with pytest.raises(Exception, match="no artifact 'model'"):
         client.download_artifact(job["id"], "model", ".")
+
+
+def test_recipes_and_a_job_from_one(client: ScalpelClient) -> None:
+    recipes = client.list_recipes()
+    names = [r["name"] for r in recipes]
+    assert "obert-80" in names and names == sorted(names)
+    pinned = client.get_recipe("obert-80@1")  # the @ goes through quoted
+    assert (pinned["ref"], pinned["spec"]["pruning"]["sparsity"]) == ("obert-80@1", 0.8)
+    latest = client.get_recipe("obert-80")["ref"]
+    assert latest in {r["ref"] for r in recipes}
+    with pytest.raises(ScalpelAPIError) as err:
+        client.get_recipe("no-such-recipe")
+    assert (err.value.status, err.value.code) == (404, "recipe_not_found")
+    job = client.submit_job({"recipe": "obert-80", "model": "minilm-l6",
+                             "dataset": {"name": "tweets"}})  # fmt: skip
+    assert job["spec"]["recipe"] == latest
+    assert job["spec"]["pruning"]["method"] == "obert"

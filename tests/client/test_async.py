@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.client import AsyncScalpelClient, ScalpelAPIError
-from tests.app.client.server import Server, spec, tiny_dataset_csv, tiny_model_zip
+from scalpel_client import AsyncScalpelClient, ScalpelAPIError
+from tests.client.server import Server, spec, tiny_dataset_csv, tiny_model_zip
 
 
 async def _scenario(server: Server, tmp_path: Path) -> None:
@@ -45,6 +47,43 @@ async def _scenario(server: Server, tmp_path: Path) -> None:
         with pytest.raises(ScalpelAPIError) as err:
             await client.submit_job(spec(pruning={"method": "bogus"}))
         assert (err.value.code, err.value.field) == ("validation_error", "pruning.method")
+        await _filters_deletes_and_dry_runs(client, model["id"], dataset["id"])
+
+
+async def _filters_deletes_and_dry_runs(
+    client: AsyncScalpelClient, model_id: str, dataset_id: str
+) -> None:
+    run = uuid.uuid4().hex[:12]
+    dry = await client.submit_job(spec(), name="a", labels={"run": run}, dry_run=True)
+    assert dry["dry_run"] is True and dry["labels"] == {"run": run}
+    assert dry["time_estimate"] is not None
+    on_upload = await client.submit_job(spec(model=model_id, dataset={"name": dataset_id}),
+                                        name="b", labels={"run": run})  # fmt: skip
+    plain = await client.submit_job(spec(), labels={"run": run})
+    assert on_upload["name"] == "b"
+
+    async def ids(**filters: Any) -> list[str]:
+        return [j["id"] async for j in client.list_jobs(labels={"run": run}, **filters)]
+
+    assert await ids() == [plain["id"], on_upload["id"]]  # not the dry run
+    assert await ids(model=model_id) == await ids(dataset=dataset_id) == [on_upload["id"]]
+    assert await ids(created_after=plain["created_at"]) == [plain["id"]]
+    assert await ids(created_before=plain["created_at"], status=["queued"]) == [on_upload["id"]]
+    assert await ids(recipe="obert-80") == []
+    assert (await client.get_model(model_id))["id"] == model_id
+    assert (await client.get_dataset(dataset_id))["id"] == dataset_id
+    with pytest.raises(ScalpelAPIError) as err:
+        await client.delete_dataset(dataset_id)
+    assert err.value.code == "dataset_in_use"
+    for job in (plain, on_upload):
+        await client.cancel_job(job["id"])
+        await client.delete_job(job["id"])
+    assert await ids() == []
+    await client.delete_model(model_id)
+    await client.delete_dataset(dataset_id)
+    with pytest.raises(ScalpelAPIError) as err:
+        await client.get_model(model_id)
+    assert err.value.status == 404
 
 
 def test_async_client_parity(server: Server, tmp_path: Path) -> None:
