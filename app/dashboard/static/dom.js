@@ -13,6 +13,19 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// An SVG element: attributes as given (presentation attributes, not inline style: the CSP).
+export function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value !== null && value !== undefined && value !== false) {
+      el.setAttribute(name, String(value));
+    }
+  }
+  return append(el, children);
+}
+
 export function append(el, children) {
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
@@ -31,8 +44,10 @@ export function fmtNumber(value, digits = 3) {
   return Number.isInteger(value) ? String(value) : value.toFixed(digits);
 }
 
-export function fmtPercent(value) {
-  return typeof value === "number" ? `${Math.round(value * 100)}%` : "—";
+// A fraction as a percentage to `digits` decimals, trailing zeros dropped (0.5: "50%").
+export function fmtPercent(value, digits = 1) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "—";
+  return `${Number((value * 100).toFixed(digits))}%`;
 }
 
 export function fmtTime(iso) {

@@ -3,25 +3,37 @@
 import { listJobs } from "./api.js";
 import { clear, fmtTime, h } from "./dom.js";
 import { jobMetric } from "./metrics.js";
-import { badge, jobHref, jobName, progressBar } from "./widgets.js";
+import {
+  badge, jobHref, jobName, labelChips, modelAndData, progressBar, timeLeft,
+} from "./widgets.js";
 
 export const POLL_MS = 2000;
 
-// The compressed model's primary metric by name ("F1 81.0%"), once the job has one.
+// The compressed model's primary metric by name ("F1 81.0%"), once the job has one; a failed
+// job's error code.
 function result(job) {
   const m = jobMetric(job.metrics);
-  if (typeof m.value !== "number") return h("td", { class: "job-metric" }, "—");
-  return h("td", { class: "job-metric", "data-metric": m.name }, `${m.label} ${m.formatted}`);
+  if (typeof m.value === "number") {
+    return h("td", { class: "job-metric", "data-metric": m.name }, `${m.label} ${m.formatted}`);
+  }
+  if (job.error) {
+    return h("td", { class: "job-metric" }, h("span", { class: "error" }, job.error.code));
+  }
+  return h("td", { class: "job-metric" }, "—");
 }
 
 function row(job) {
   return h(
     "tr",
     { "data-job-id": job.id, "data-status": job.status },
-    h("td", { class: "job-name" }, h("a", { href: jobHref(job.id) }, jobName(job))),
-    h("td", {}, badge(job.status)),
+    h("td", { class: "job-name" }, h("a", { href: jobHref(job.id) }, jobName(job)),
+      labelChips(job.labels)),
+    h("td", { class: "job-model" }, modelAndData(job.spec)),
+    h("td", {}, badge(job.status),
+      job.cancel_requested && job.status === "running"
+        ? h("span", { class: "muted cancel-note" }, " canceling") : null),
     h("td", { class: "job-stage" }, job.stage ?? "—"),
-    h("td", {}, progressBar(job.progress)),
+    h("td", { class: "job-progress" }, progressBar(job.progress), timeLeft(job)),
     result(job),
     h("td", {}, fmtTime(job.created_at)),
   );
@@ -29,7 +41,7 @@ function row(job) {
 
 function table(jobs) {
   if (jobs.length === 0) return h("p", { class: "empty" }, "No jobs yet.");
-  const head = ["Job", "Status", "Stage", "Progress", "Result", "Created"]
+  const head = ["Job", "Model · data set", "Status", "Stage", "Progress", "Result", "Created"]
     .map((t) => h("th", {}, t));
   return h(
     "table",

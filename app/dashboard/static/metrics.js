@@ -8,6 +8,8 @@ export const METRICS = {
   accuracy: { label: "Accuracy", percent: true },
   macro_f1: { label: "Macro-F1", percent: true },
   entity_f1: { label: "Entity F1", percent: true },
+  entity_precision: { label: "Entity precision", percent: true },
+  entity_recall: { label: "Entity recall", percent: true },
   precision: { label: "Precision", percent: true },
   recall: { label: "Recall", percent: true },
   token_accuracy: { label: "Token accuracy", percent: true },

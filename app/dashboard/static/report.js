@@ -1,8 +1,9 @@
 // The report's headline figures (from report.json, else the job's metrics); the first card
 // is the task's primary metric (its `data-figure` is the metric's name).
 
-import { fmtNumber, fmtPercent, h } from "./dom.js";
-import { formatMetric, isNamedMetric, jobMetric, metricFormat, primaryMetric } from "./metrics.js";
+import { fmtPercent, h } from "./dom.js";
+import { jobMetric, primaryMetric } from "./metrics.js";
+import { fmtDuration, fmtMB, fmtMs, formatByKey } from "./units.js";
 
 const dig = (obj, ...path) =>
   path.reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), obj);
@@ -50,8 +51,8 @@ function card(key, label, value, note) {
 }
 
 export function figureCards(f) {
-  const ms = (v) => (typeof v === "number" ? `${fmtNumber(v, 2)} ms` : "—");
-  const mb = (v) => (typeof v === "number" ? `${fmtNumber(v, 2)} MB` : "—");
+  const ms = fmtMs;
+  const mb = fmtMB;
   return h(
     "div",
     { class: "figures" },
@@ -67,18 +68,35 @@ export function figureCards(f) {
   );
 }
 
+// Shown in their own table (stageTimes), not among the metrics.
+const TIMING_KEYS = new Set(["stage_seconds", "total_seconds"]);
+
 export function metricsTable(metrics) {
-  const entries = Object.entries(metrics || {});
+  const entries = Object.entries(metrics || {}).filter(([k]) => !TIMING_KEYS.has(k));
   if (entries.length === 0) return h("p", { class: "empty" }, "No metrics yet.");
-  const value = (v) => {
-    if (isNamedMetric(v)) return `${metricFormat(v.name).label} ${formatMetric(v.name, v.value)}`;
-    return v !== null && typeof v === "object" ? JSON.stringify(v) : fmtNumber(v, 4);
-  };
   return h(
     "table",
     { class: "metrics" },
     h("tbody", {}, entries.map(([k, v]) =>
-      h("tr", { "data-metric": k }, h("th", {}, k),
-        h("td", {}, typeof v === "string" ? v : value(v))))),
+      h("tr", { "data-metric": k }, h("th", {}, k), h("td", {}, formatByKey(k, v))))),
+  );
+}
+
+// Each stage's wall time in run order (the job's `stage_seconds`), and the total.
+export function stageTimes(metrics) {
+  const m = metrics || {};
+  const stages = m.stage_seconds && typeof m.stage_seconds === "object"
+    ? Object.entries(m.stage_seconds).filter(([, v]) => typeof v === "number") : [];
+  if (stages.length === 0) return null;
+  const total = typeof m.total_seconds === "number" ? m.total_seconds
+    : stages.reduce((sum, [, v]) => sum + v, 0);
+  return h(
+    "table",
+    { class: "stage-times" },
+    h("tbody", {},
+      stages.map(([stage, secs]) => h("tr", { "data-stage": stage }, h("th", {}, stage),
+        h("td", { class: "duration", title: `${secs} s` }, fmtDuration(secs)))),
+      h("tr", { "data-stage": "total", class: "total" }, h("th", {}, "total"),
+        h("td", { class: "duration", title: `${total} s` }, fmtDuration(total)))),
   );
 }

@@ -3,17 +3,14 @@ driven by playwright. The browser tests skip only when Chromium cannot be found 
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.app.client.server import Server, running_server
+from tests.app.dashboard.chromium import VIEWPORT, NoChromium, launch
 from tests.app.dashboard.seed import Seeded, seed
-
-CHROMIUM_HINT = "apt-get install chromium"
+from tests.client.server import Server, running_server
 
 
 @pytest.fixture(scope="module")
@@ -27,31 +24,20 @@ def seeded(server: Server) -> Seeded:
     return seed(server)
 
 
-def chromium_path() -> str | None:
-    return (
-        os.environ.get("CHROMIUM_PATH")
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
-
-
-@pytest.fixture(scope="session")
+# Package scope: playwright's sync API keeps an event loop running on this thread while it is
+# started, so it must stop before later packages' tests call asyncio.run (tests/client).
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip("playwright not installed: pip install -e '.[dev]'")
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip(f"chromium not installed: {CHROMIUM_HINT}")
     pw = sync_playwright().start()
     try:
-        browser = pw.chromium.launch(
-            executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-    except Exception as exc:  # any launch failure: no usable browser here
+        browser = launch(pw)
+    except NoChromium as why:
         pw.stop()
-        pytest.skip(f"chromium at {exe} could not be launched ({CHROMIUM_HINT}): {exc}")
+        pytest.skip(str(why))
     yield browser
     browser.close()
     pw.stop()
@@ -59,7 +45,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(accept_downloads=True)
+    context = browser.new_context(accept_downloads=True, viewport=VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(10_000)
     errors: list[str] = []

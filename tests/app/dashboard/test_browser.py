@@ -7,27 +7,13 @@ from typing import Any
 
 import pytest
 
-from tests.app.client.server import Server
+from tests.app.dashboard.pages import login, no_script_errors, row
 from tests.app.dashboard.seed import MODEL_BYTES, XSS_ERROR, XSS_NAME, Seeded
+from tests.client.server import Server
 
 expect = pytest.importorskip(
     "playwright.sync_api", reason="playwright not installed: pip install -e '.[dev]'"
 ).expect
-
-
-def login(page: Any, server: Server, key: str | None = None, hash_: str = "") -> None:
-    page.goto(f"{server.url}/dashboard/{hash_}")
-    page.fill("#api-key", key or server.api_key)
-    page.click("#login button[type=submit]")
-
-
-def row(page: Any, job_id: str) -> Any:
-    return page.locator(f'tr[data-job-id="{job_id}"]')
-
-
-def no_script_errors(page: Any) -> None:
-    assert [e for e in page.errors if "Failed to load resource" not in e] == []
-    assert page.evaluate("window.__xss") is None
 
 
 def test_job_list_statuses_and_live_progress(page: Any, server: Server, seeded: Seeded) -> None:
@@ -59,7 +45,7 @@ def test_job_page_figures_plot_and_download(
     expect(figures.locator('[data-figure="sparsity"] .figure-value')).to_have_text("50%")
     expect(figures.locator('[data-figure="size"] .figure-value')).to_have_text("43.21 MB")
     expect(figures.locator('[data-figure="latency"] .figure-value')).to_have_text("6.25 ms")
-    expect(page.locator('#metrics tr[data-metric="accuracy"] td')).to_have_text("0.9123")
+    expect(page.locator('#metrics tr[data-metric="accuracy"] td')).to_have_text("91.2%")
     page.wait_for_function(
         "() => { const i = document.querySelector('#plots img');"
         " return i && i.complete && i.naturalWidth > 0; }"
@@ -101,7 +87,7 @@ def test_job_pages_show_the_primary_metric_by_name(
     expect(card.locator(".figure-note")).to_have_text("dense 85.0%, int8 79.0%")
     assert page.locator('#figures [data-figure="accuracy"]').count() == 0
     expect(page.locator('#metrics tr[data-metric="primary_metric"] td')).to_have_text("F1 81.3%")
-    expect(page.locator('#metrics tr[data-metric="exact_match"] td')).to_have_text("0.7200")
+    expect(page.locator('#metrics tr[data-metric="exact_match"] td')).to_have_text("72.0%")
     page.goto(f"{server.url}/dashboard/#/jobs/{seeded.regression}")  # from the job's metrics
     card = page.locator('#figures [data-figure="spearman"]')
     expect(card.locator(".figure-label")).to_have_text("Spearman")
@@ -146,10 +132,12 @@ def test_metric_helpers_read_every_task_and_old_blocks(page: Any, server: Server
 
 def test_user_strings_are_shown_as_text(page: Any, server: Server, seeded: Seeded) -> None:
     login(page, server)
-    expect(row(page, seeded.evil).locator(".job-name")).to_have_text(XSS_NAME)
+    expect(row(page, seeded.evil).locator(".job-name a")).to_have_text(XSS_NAME)
+    expect(row(page, seeded.evil).locator(".label-chip")).to_have_text(f"xss={XSS_NAME}")
     row(page, seeded.evil).locator(".job-name a").click()
     expect(page.locator("h1.job-name")).to_have_text(XSS_NAME)
     expect(page.locator(".job-error")).to_have_text(f"bad_input: {XSS_ERROR}")
+    expect(page.locator(".summary .label-chip")).to_have_text(f"xss={XSS_NAME}")
     assert page.locator("main script, main img[src=x], main b").count() == 0
     no_script_errors(page)
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.dashboard.router import CSP, FILES, STATIC_DIR
-from tests.app.client.server import Server
+from tests.client.server import Server
 
 
 @pytest.mark.parametrize("path", ["/dashboard", "/dashboard/", "/dashboard/static/app.js"])
@@ -42,3 +42,13 @@ def test_csp_and_no_dynamic_html() -> None:
 
 def test_static_files_ship_as_package_data() -> None:
     assert {"index.html", "app.js", "style.css"} <= set(FILES)
+
+
+def test_every_imported_module_ships() -> None:
+    """A module the page imports but the router does not serve would break the whole page."""
+    imported = {"app.js"}  # index.html's entry point
+    for path in STATIC_DIR.glob("*.js"):
+        imported |= set(re.findall(r'from "\./([\w-]+\.js)"', path.read_text()))
+        imported |= set(re.findall(r'import\("/dashboard/static/([\w-]+\.js)"\)', path.read_text()))
+    assert {"summary.js", "steps.js", "spec.js", "units.js"} <= imported  # the reader works
+    assert imported <= set(FILES)
