@@ -30,15 +30,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.client.download import file_sha256
+from app.reports import Report
 from bench.common import CACHE, machine, result_name
+from scalpel_client.download import file_sha256
 from worker.pipelines import export as ex
 from worker.pipelines.measure import dummy_inputs, file_sizes_mb
 
 FILES = ("dense", "fp32", "int8")
 
 
-def find_report(store: Path, recipe: str | None = None) -> dict[str, Any]:
+def find_report(store: Path, recipe: str | None = None) -> Report:
     """The report.json of the kept store's compression job (not the dense fine-tune's): the
     one with ONNX artifacts and a recipe, or the one of `recipe` (a name, `name@version`)."""
     found: list[dict[str, Any]] = []
@@ -56,12 +57,12 @@ def find_report(store: Path, recipe: str | None = None) -> dict[str, Any]:
             found.append(report)
     if len(found) != 1:
         raise SystemExit(f"{len(found)} compression job reports in {store} (give --recipe)")
-    return found[0]
+    return Report.model_validate(found[0])
 
 
-def artifact(store: Path, report: dict[str, Any], kind: str) -> Path:
+def artifact(store: Path, report: Report, kind: str) -> Path:
     """A report's artifact, checked against the sha256 the report gives it."""
-    sha = str(report["artifacts"][kind]["sha256"])
+    sha = report.artifacts[kind].sha256
     path = store / "sha256" / sha[:2] / sha[2:4] / sha
     if file_sha256(path) != sha:
         raise SystemExit(f"{path} does not match its sha256")
@@ -154,10 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     store = args.keep / "store"
     report = find_report(store, args.recipe)
-    max_length = int(report["max_length"])
+    onnx = report.onnx
+    if onnx is None or onnx.dense_fp32 is None or report.max_length is None:
+        raise SystemExit("the job's report has no ONNX dense baseline or max length")
+    max_length = report.max_length
     with tempfile.TemporaryDirectory(prefix="scalpel-bench-latency-") as tmp:
         dense, tokenizer = export_dense(dense_archive(args.dense), Path(tmp), max_length)
-        expected = report["onnx"]["dense_fp32"]["file_size"]["raw_mb"]
+        expected = onnx.dense_fp32.file_size.raw_mb
         if abs(file_sizes_mb(dense)["raw_mb"] - expected) > 0.01:
             raise SystemExit(
                 f"the dense model re-exported is {file_sizes_mb(dense)['raw_mb']} MB, the "
@@ -172,11 +176,13 @@ def main(argv: list[str] | None = None) -> int:
             time_files(files, tokenizer, max_length, t, args.runs, args.rounds)
             for t in args.threads
         ]
+    blocks = {"dense_fp32": onnx.dense_fp32, "fp32": onnx.fp32, "int8": onnx.int8}
     line = {
-        "recipe": report["spec"]["recipe"],
-        "job_accuracy": {k: report["onnx"][k]["accuracy"] for k in ("dense_fp32", "fp32", "int8")},
+        "recipe": report.spec_at("recipe"),
+        "job_accuracy": {k: b.accuracy for k, b in blocks.items()},
         "in_job_speedup_b1": {
-            k: report["onnx"][k]["speedup_vs_dense"]["batch_1"] for k in FILES[1:]
+            k: speedup.batch_1 if (speedup := blocks[k].speedup_vs_dense) else None
+            for k in FILES[1:]
         },
         "max_length": max_length,
         "by_threads": by_threads,

@@ -47,6 +47,9 @@ report: the fp32 ONNX file it exported).
 Usage: ``python bench/recipe.py --out bench/results`` (all five), ``--configs gmp-80``, a
 task: ``--task question_answering --max-length 256 --doc-stride 128 --configs dense obert-80
 gmp-80``, or a smoke run of a couple of minutes: ``--smoke --configs gmp-80``.
+
+This module runs the jobs; what each configuration runs and reports (its job body and its
+result line) is bench/recipe_jobs.py.
 """
 
 from __future__ import annotations
@@ -71,36 +74,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.recipes import deep_merge  # the job spec's own merge (a different `kind` replaces)
-from bench.common import CACHE, data_dir, machine, peak_rss_bytes, result_name
+from app.reports import Report
+from bench.common import CACHE, data_dir, machine
+from bench.recipe_jobs import (
+    CONFIGS,
+    DEFAULT_DENSE_EPOCHS,
+    DEFAULT_TRAIN_EXAMPLES,
+    SMOKE,
+    TASK_DATASETS,
+    config_body,
+    dense_body,
+    result_line,
+    steps_per_epoch,
+    write_line,
+)
 from worker.pipelines.progress import MemoryReporter
-
-CONFIGS: dict[str, str] = {  # configuration -> built-in recipe
-    "dense": "",  # the dense model's own line
-    "obert-80": "obert-80",
-    "obert-90": "obert-90",
-    "gmp-80": "gmp-80",
-    "gmp-90": "gmp-90",
-    "compound-3l-80-block4-int8": "compound-3l-80-int8",
-    # structured pruning (heads and neurons to a measured speedup): the ladder and the compound
-    "structured-1.5x": "structured-2x",
-    "structured-2x": "structured-2x",
-    "structured-3x": "structured-3x",
-    "structured-4x": "structured-3x",
-    "structured-2x-int8": "structured-2x-int8",
-}
-# Configurations that are a recipe with another speedup target
-TARGET_SPEEDUPS = {"structured-1.5x": 1.5, "structured-4x": 4.0}
-DEFAULT_TRAIN_EXAMPLES = 8000
-TASK_DATASETS: dict[str, str] = {  # task -> its built-in data set
-    "sequence_classification": "sst2",
-    "regression": "stsb",
-    "token_classification": "conll2003",
-    "question_answering": "squad",
-}
-DEFAULT_DENSE_EPOCHS = 2.0  # 1000 steps of the default subset at batch 16
-SMOKE = {"train_examples": 64, "steps": 4, "dense_steps": 4, "eval_examples": 64}
-SMOKE_OBERT = {"num_grads": 8, "grad_batch_size": 4}
 
 log = logging.getLogger("bench.recipe")
 
@@ -160,7 +148,7 @@ class Env:
         self.uploads.models[rec.id] = rec
         return rec.id
 
-    def run(self, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path]]:
+    def run(self, name: str, body: dict[str, Any]) -> tuple[Report, dict[str, Path]]:
         """Run one job spec; returns its report.json and {artifact kind: local file}."""
         from app.schemas.job_spec import JobSpec
         from worker.pipelines.compress import run_pipeline
@@ -188,7 +176,7 @@ class Env:
             latency_iters=self.latency_iters,
         )
         run_pipeline(spec, ctx)
-        report: dict[str, Any] = json.loads(artifacts["report"].read_text(encoding="utf-8"))
+        report = Report.model_validate(json.loads(artifacts["report"].read_text(encoding="utf-8")))
         shutil.rmtree(scratch, ignore_errors=True)
         return report, artifacts
 
@@ -215,218 +203,6 @@ class StageLog(MemoryReporter):
         super()._write_step_metrics(stage, values)
 
 
-def dataset_body(args: argparse.Namespace) -> dict[str, Any]:
-    ds: dict[str, Any] = {
-        "name": args.dataset,
-        "max_length": args.max_length,
-        "max_train_examples": args.train_examples,
-    }
-    if args.eval_examples is not None:
-        ds["max_eval_examples"] = args.eval_examples
-    if args.doc_stride is not None:
-        ds["doc_stride"] = args.doc_stride
-    return ds
-
-
-def dense_body(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "task": args.task,
-        "model": "minilm-l6",
-        "dataset": dataset_body(args),
-        "pruning": {"method": "none"},
-        "training": {
-            "finetune_dense": "always",
-            "max_steps": args.dense_steps,
-            "batch_size": args.batch_size,
-            "seed": args.seed,
-            **({"learning_rate": args.dense_lr} if args.dense_lr else {}),
-        },
-    }
-
-
-def steps_per_epoch(args: argparse.Namespace) -> int:
-    return max(1, -(-args.train_examples // args.batch_size))
-
-
-def recovery_steps(args: argparse.Namespace, recipe_spec: dict[str, Any]) -> int:
-    """--steps when given, else the recipe's own recovery epochs over the train subset (2
-    epochs for the 80% recipes and the compound, 3 for the 90% ones, as the paper gives the
-    higher sparsity the longer schedule)."""
-    if args.steps is not None:
-        return int(args.steps)
-    epochs = float(recipe_spec.get("training", {}).get("recovery_epochs", 1.0))
-    return max(1, round(epochs * steps_per_epoch(args)))
-
-
-def config_body(args: argparse.Namespace, config: str, model_id: uuid.UUID) -> dict[str, Any]:
-    """The recipe with the budget merged over it (the spec's own recipe merge does that)."""
-    from app import recipes
-
-    recipe = recipes.find(CONFIGS[config])
-    base = recipe.spec
-    steps = recovery_steps(args, base)
-    training: dict[str, Any] = {
-        "finetune_dense": "auto",  # the uploaded dense model has a trained head: no fine-tune
-        "max_steps": args.dense_steps,
-        "recovery_max_steps": steps,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-    }
-    body: dict[str, Any] = {
-        "task": args.task,
-        "recipe": recipe.ref,
-        "model": str(model_id),
-        "dataset": dataset_body(args),
-        "training": training,
-    }
-    pruning = base.get("pruning", {})
-    sched = pruning.get("schedule", {})
-    if sched.get("kind") == "gradual":
-        rec_epochs = float(base.get("training", {}).get("recovery_epochs", 1.0))
-        fraction = min(1.0, float(sched["epochs"]) / rec_epochs) if sched.get("epochs") else 1.0
-        body["pruning"] = {
-            "schedule": {
-                "kind": "gradual",
-                "epochs": None,
-                "steps": max(1, round(fraction * steps)),
-            }
-        }
-    if pruning.get("method") == "obert" and args.smoke:
-        body.setdefault("pruning", {})["obert"] = dict(SMOKE_OBERT)
-    if config in TARGET_SPEEDUPS:
-        body["pruning"] = {"structured": {"target_speedup": TARGET_SPEEDUPS[config]}}
-    if base.get("quantization", {}).get("method") == "qat_int8":
-        qat = steps if args.qat_steps is None else args.qat_steps
-        body["quantization"] = {"qat_steps": qat}
-    return deep_merge(body, args.override)
-
-
-def budget_of(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
-    spec = report["spec"]
-    sched = spec["pruning"]["schedule"]
-    return {
-        "train_examples": report["dataset"]["train_examples"],
-        "dev_examples": report["dataset"]["dev_examples"],
-        "max_length": report["max_length"],
-        "batch_size": spec["training"]["batch_size"],
-        "dense_steps": args.dense_steps,
-        "recovery_steps": spec["training"]["recovery_max_steps"],
-        "prune_schedule_steps": sched.get("steps") if sched["kind"] == "gradual" else None,
-        "pruning_steps": sched.get("pruning_steps") if sched["kind"] == "gradual" else None,
-        "qat_steps": spec["quantization"].get("qat_steps")
-        if spec["quantization"]["method"] == "qat_int8"
-        else None,
-        "training_steps_run": report["training_steps"],
-        "obert": spec["pruning"].get("obert"),
-        "latency_iters_b1_b32": list(args.latency_iters),
-        "smoke": args.smoke,
-    }
-
-
-def scalars(block: dict[str, Any]) -> dict[str, float]:
-    """An eval block's scalar metrics (`accuracy`, `f1`, `exact_match`, `spearman`...)."""
-    skip = {"encoder_sparsity"}
-    return {k: v for k, v in block.items() if isinstance(v, float) and k not in skip}
-
-
-def primary(block: dict[str, Any]) -> tuple[str, float]:
-    pm = block["primary_metric"]
-    return str(pm["name"]), float(pm["value"])
-
-
-def result_line(
-    config: str,
-    args: argparse.Namespace,
-    report: dict[str, Any],
-    dense: dict[str, Any],
-    wall_s: float,
-) -> dict[str, Any]:
-    onnx = report["onnx"]
-    quantized = report["spec"]["quantization"]["method"] != "none"
-    key = "int8" if quantized else "fp32"
-    art, base = onnx[key], onnx["dense_fp32"]
-    if config == "dense":  # the dense job: its own exported model is the baseline
-        art = base = onnx["fp32"]
-    comp = report["compressed"]
-    name, value = primary(art)
-    _, dense_value = primary(base)
-    line: dict[str, Any] = {
-        "config": config,
-        "task": report.get("task", "sequence_classification"),
-        "dataset": report["dataset"]["name"],
-        "recipe": report["spec"].get("recipe"),
-        "artifact": art["file"],
-        "metric": name,
-        "value": value,
-        "dense_value": dense_value,
-        "retained": round(value / dense_value, 6) if dense_value else None,
-        "drop": round(dense_value - value, 6),
-        "metrics": scalars(art),
-        "dense_metrics": scalars(base),
-        "sparsity": comp["sparsity"]["overall"],
-        "latency_ms_b1": art["latency_cpu_ms"]["batch_1_ms"],
-        "dense_latency_ms_b1": base["latency_cpu_ms"]["batch_1_ms"],
-        "speedup_b1": art["speedup_vs_dense"]["batch_1"],
-        "latency_ms_b32": art["latency_cpu_ms"]["batch_32_ms"],
-        "dense_latency_ms_b32": base["latency_cpu_ms"]["batch_32_ms"],
-        "size_gzip_mb": art["file_size"]["gzip_mb"],
-        "dense_size_gzip_mb": base["file_size"]["gzip_mb"],
-        "size_raw_mb": art["file_size"]["raw_mb"],
-        "budget": budget_of(args, report),
-        "overrides": args.override,
-        "num_hidden_layers": comp["num_hidden_layers"],
-        "parameters": comp["parameters"],
-        "pytorch_value": primary(comp)[1],
-        "pytorch_dense_value": primary(report["dense"])[1],
-        "onnx_fp32_parity": onnx["fp32"]["parity"],
-        "teacher_cache": report.get("teacher_cache"),
-        "recover_seconds_per_step": (
-            round(report["stage_seconds"]["recover"] / report["training_steps"]["recover"], 4)
-            if report["training_steps"].get("recover") and "recover" in report["stage_seconds"]
-            else None
-        ),
-        "pruning_applied": report["pruning"]["applied"],
-        "stage_seconds": report["stage_seconds"],
-        "wall_seconds": round(wall_s, 1),
-        "dense_model": {
-            "cached": dense["cached"],
-            "fine_tune_seconds": dense["fine_tune_seconds"],
-            "path": dense["path"],
-        },
-        "peak_rss_mb": round(peak_rss_bytes() / 2**20),
-        "versions": report["versions"],
-        "machine": machine(),
-    }
-    # the other ONNX file of the job: int8 of a fp32 recipe (every job exports one), or the
-    # fp32 model a quantized recipe started from (what int8 itself adds)
-    other = "fp32" if quantized else "int8"
-    o = onnx[other]
-    line[f"onnx_{other}"] = {
-        "value": primary(o)[1],
-        "latency_ms_b1": o["latency_cpu_ms"]["batch_1_ms"],
-        "speedup_b1": o["speedup_vs_dense"]["batch_1"],
-        "latency_ms_b32": o["latency_cpu_ms"]["batch_32_ms"],
-        "size_gzip_mb": o["file_size"]["gzip_mb"],
-    }
-    if "batch_1" in onnx["int8"]:  # dynamic int8 reads differently one example at a time
-        line["int8_value_b1"] = primary(onnx["int8"]["batch_1"])[1]
-    line["onnx_compaction"] = {
-        k: v for k, v in (onnx.get("compaction") or {}).items() if k != "method"
-    }
-    if report.get("structured"):
-        s = report["structured"]
-        line["structured"] = {
-            "target_speedup": s["target_speedup"], "steps": s["steps"],
-            "predicted_speedup": s["final"]["predicted_speedup"],
-            "measured_speedup": s["measured_speedup"],
-            "measured_over_predicted": s["measured_over_predicted"],
-            "kept_heads": s["final"]["kept_heads"], "kept_neurons": s["final"]["kept_neurons"],
-            "fraction_removed": s["final"]["fraction_removed"],
-            "latency_table_key": s["latency_table"]["key"],
-        }  # fmt: skip
-    return line
-
-
 def dense_model(args: argparse.Namespace, env: Env) -> dict[str, Any]:
     """The dense fine-tuned model.tar.gz (cached by budget), its report and cost."""
     name = (
@@ -437,7 +213,7 @@ def dense_model(args: argparse.Namespace, env: Env) -> dict[str, Any]:
     folder = CACHE / name
     archive, report_path = folder / "model.tar.gz", folder / "report.json"
     if archive.is_file() and report_path.is_file() and not args.no_cache:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report = Report.model_validate(json.loads(report_path.read_text(encoding="utf-8")))
         log.info("dense model from cache %s", folder)
         cached = True
     else:
@@ -445,26 +221,16 @@ def dense_model(args: argparse.Namespace, env: Env) -> dict[str, Any]:
         report, artifacts = env.run("dense", dense_body(args))
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(artifacts["model"], archive)
-        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(report.model_dump(mode="json"), indent=2) + "\n"
+        report_path.write_text(text, encoding="utf-8")
         cached = False
     return {
         "archive": archive,
         "report": report,
         "cached": cached,
         "path": str(folder),
-        "fine_tune_seconds": report["stage_seconds"].get("finetune_dense"),
+        "fine_tune_seconds": report.stage_seconds.get("finetune_dense"),
     }
-
-
-def write_line(line: dict[str, Any], out: Path | None, smoke: bool) -> None:
-    text = json.dumps(line)
-    print(text, flush=True)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        parts = [line.get("dataset", "sst2"), line["config"]]
-        parts += ["override"] if line.get("overrides") else []
-        parts += ["smoke"] if smoke else []
-        (out / result_name("recipe", *parts)).write_text(text + "\n", encoding="utf-8")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,7 +20,7 @@ from app.db.base import utcnow
 from app.db.locks import advisory_key
 from app.db.models import Artifact, Job, JobEvent, UploadedDataset, UploadedModel
 from app.repositories import events as _events  # noqa: F401  (numbers every JobEvent)
-from app.services.webhook_outbox import record_terminal
+from app.services import webhook_outbox as outbox
 from app.storage import StoredObject
 
 SessionFactory = Callable[[], Session]
@@ -55,6 +55,7 @@ class ModelRecord:
     architecture: str
     num_labels: int | None
     config: dict[str, Any]
+    name: str = ""  # as the user uploaded it: what job errors call the model
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ class DatasetRecord:
 
 
 class JobStore:
-    def __init__(self, session_factory: SessionFactory) -> None:
+    def __init__(self, session_factory: SessionFactory, *, base_url: str | None = None) -> None:
+        """base_url: Settings.public_base_url, for the terminal webhooks' artifacts_url."""
         self._factory = session_factory
+        self._base_url = base_url
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -183,12 +186,13 @@ class JobStore:
                     message=f"attempt {job.attempts} on {worker_id}",
                 )
             )
+            outbox.record_running(s, job, now)  # the webhook outbox: same transaction
             return ClaimResult(ClaimedJob(job.id, dict(job.spec), job.attempts), "running")
 
-    @staticmethod
     def _terminal(
-        s: Session, job: Job, status: str, *, code: str | None = None, message: str | None = None
-    ) -> None:
+        self, s: Session, job: Job, status: str, *, code: str | None = None,
+        message: str | None = None,
+    ) -> None:  # fmt: skip
         job.status = status
         job.finished_at = utcnow()
         job.error_code = code
@@ -204,7 +208,7 @@ class JobStore:
                 data={"code": code} if code else None,
             )
         )
-        record_terminal(s, job)  # the webhook outbox: same transaction
+        outbox.record_terminal(s, job, base_url=self._base_url)  # same transaction
 
     def finish(
         self,
@@ -296,9 +300,30 @@ class JobStore:
     def add_metrics_event(
         self, job_id: uuid.UUID, values: dict[str, Any], *, stage: str | None = None
     ) -> None:
-        """A metrics event only (per-step values the job's own metrics do not keep)."""
+        """A metrics event only (per-step values the job's own metrics do not keep); a
+        pruning step's (`prune_step`) also queues its webhook, in the same transaction."""
         with self._session() as s:
             s.add(JobEvent(job_id=job_id, kind="metrics", stage=stage, data=values))
+            if outbox.PRUNE_STEP_KEY in values and (job := s.get(Job, job_id)) is not None:
+                outbox.record_pruning_step(s, job, values, stage)
+
+    def add_telemetry(
+        self, job_id: uuid.UUID, stage: str | None, progress: float, data: dict[str, Any]
+    ) -> bool:
+        """A `telemetry` event (worker.pipelines.telemetry), with the job's progress written
+        in the same transaction (so a cached status read is dropped and the next one sees
+        the new time-left estimate); returns cancel_requested."""
+        with self._session() as s:
+            cancel = s.scalar(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running")
+                .values(progress=progress)
+                .returning(Job.cancel_requested)
+            )
+            s.add(
+                JobEvent(job_id=job_id, kind="telemetry", stage=stage, progress=progress, data=data)
+            )
+            return bool(cancel)
 
     def is_cancel_requested(self, job_id: uuid.UUID) -> bool:
         with self._session() as s:
@@ -368,6 +393,7 @@ class JobStore:
                 architecture=m.architecture,
                 num_labels=m.num_labels,
                 config=dict(m.config or {}),
+                name=m.name,
             )
 
     def get_uploaded_dataset(self, dataset_id: uuid.UUID) -> DatasetRecord | None:

@@ -26,6 +26,7 @@ from worker.heartbeat import Heartbeat
 from worker.job_store import JobStore, SessionFactory
 from worker.pipelines.errors import JobCanceled, PipelineError
 from worker.pipelines.progress import BaseReporter
+from worker.pipelines.telemetry import TelemetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,11 @@ class DbReporter(BaseReporter):
     """Writes stages, throttled progress and metrics into the job row and job_event rows,
     each in its own short transaction; reads cancel_requested back on every write."""
 
-    def __init__(self, store: JobStore, job_id: uuid.UUID, *, min_interval_s: float = 1.0):
-        super().__init__(min_interval_s=min_interval_s)
+    def __init__(
+        self, store: JobStore, job_id: uuid.UUID, *, min_interval_s: float = 1.0,
+        telemetry: TelemetryPolicy | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(min_interval_s=min_interval_s, telemetry=telemetry)
         self.store = store
         self.job_id = job_id
 
@@ -54,6 +58,9 @@ class DbReporter(BaseReporter):
 
     def _write_step_metrics(self, stage: str | None, values: dict[str, Any]) -> None:
         self.store.add_metrics_event(self.job_id, values, stage=stage)
+
+    def _write_telemetry(self, stage: str | None, progress: float, data: dict[str, Any]) -> bool:
+        return self.store.add_telemetry(self.job_id, stage, progress, data)
 
 
 def worker_id() -> str:
@@ -89,7 +96,7 @@ def run_job(
     session_factory: SessionFactory | None = None,
     settings: Settings | None = None,
     reporter_interval_s: float = 1.0,
-    latency_iters: tuple[int, int] = (5, 2),
+    latency_iters: tuple[int, int] = (30, 2),
 ) -> str:
     """Run the job and return the status its row ends with (a no-op for a job that is
     finished, canceled, missing, or running in another process). Every line logged meanwhile
@@ -107,7 +114,7 @@ def _run_job(
     session_factory: SessionFactory | None = None,
     settings: Settings | None = None,
     reporter_interval_s: float = 1.0,
-    latency_iters: tuple[int, int] = (5, 2),
+    latency_iters: tuple[int, int] = (30, 2),
 ) -> str:
     from worker.pipelines.models import resolve_device, set_offline
 
@@ -119,7 +126,7 @@ def _run_job(
 
     settings = settings or get_settings()
     jid = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
-    jobs = JobStore(session_factory or get_sessionmaker())
+    jobs = JobStore(session_factory or get_sessionmaker(), base_url=settings.public_base_url)
     with jobs.exclusive(jid) as mine:
         if not mine:
             log.warning("job %s is running in another process; skipping this delivery", jid)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bench import latency
+from tests.factories.reports import report_json
 from tests.factories.tiny_bert import archive, write_tiny_bert
 from worker.pipelines import export as ex
 from worker.pipelines.measure import file_sizes_mb
@@ -37,19 +38,10 @@ def _kept_job(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
     fp32 = ex.export_onnx(model, tok, tmp_path / "onnx" / "model.onnx", max_length=16)
     int8 = ex.quantize_onnx_int8(fp32, tmp_path / "onnx" / "model-int8.onnx")
     store = tmp_path / "keep" / "store"
-    arts = {"model_onnx": {"sha256": _put(store, fp32)}}
-    arts["model_int8_onnx"] = {"sha256": _put(store, int8)}
-    per = {"accuracy": 0.5, "speedup_vs_dense": {"batch_1": 1.0}}
-    report = {
-        "spec": {"recipe": "obert-80@2"},
-        "max_length": 16,
-        "onnx": {
-            "dense_fp32": {"accuracy": 0.5, "file_size": file_sizes_mb(fp32)},
-            "fp32": per,
-            "int8": per,
-        },
-        "artifacts": arts,
-    }
+    report = report_json(recipe="obert-80")  # max length 16, as exported here
+    report["onnx"]["dense_fp32"]["file_size"] = file_sizes_mb(fp32)
+    for kind, path in (("model_onnx", fp32), ("model_int8_onnx", int8)):
+        report["artifacts"][kind] = {"filename": path.name, "sha256": _put(store, path)}
     dense_report = {"spec": {"recipe": None}, "onnx": {}, "artifacts": {}}
     for name, body in (("r.json", report), ("d.json", dense_report)):
         (tmp_path / name).write_text(json.dumps(body), encoding="utf-8")
@@ -66,6 +58,8 @@ def test_retimes_the_kept_files_per_thread_count(tmp_path: Path) -> None:
     (written,) = out.glob("latency-*-obert-80-*.json")
     line = json.loads(written.read_text(encoding="utf-8"))
     assert line["recipe"] == "obert-80@2" and line["max_length"] == 16
+    assert line["job_accuracy"] == {"dense_fp32": 0.875, "fp32": 0.8125, "int8": 0.75}
+    assert line["in_job_speedup_b1"] == {"fp32": 1.5, "int8": 2.0}  # from the job's report
     assert [t["threads"] for t in line["by_threads"]] == [1, 2]
     for t in line["by_threads"]:
         assert t["runs_b1"] == 4 and t["rounds"] == 2
@@ -95,8 +89,8 @@ def test_which_job_when_the_store_holds_several(tmp_path: Path) -> None:
     _put(keep / "store", tmp_path / "o.json")
     with pytest.raises(SystemExit, match="2 compression job reports"):
         latency.find_report(keep / "store")
-    assert latency.find_report(keep / "store", "gmp-90")["spec"]["recipe"] == "gmp-90@2"
-    assert latency.find_report(keep / "store", "obert-80@2")["spec"]["recipe"] == "obert-80@2"
+    assert latency.find_report(keep / "store", "gmp-90").spec_at("recipe") == "gmp-90@2"
+    assert latency.find_report(keep / "store", "obert-80@2").spec_at("recipe") == "obert-80@2"
 
 
 def test_per_round_speedups() -> None:

@@ -48,7 +48,9 @@ def test_a_structured_job_exports_a_smaller_graph_that_matches(
     assert {"model", "model_onnx", "model_int8_onnx", "report", "plot_structured"} <= set(arts)
     structured = report["structured"]
     assert [s["step"] for s in structured["per_step"]] == [1, 2]
-    assert structured["final"]["predicted_speedup"] >= 1.1 * (1 - 1e-9)
+    # the plan is timed as a whole graph and re-aimed until it measures the target
+    tolerance = structured["plan_measurement"]["tolerance"]
+    assert structured["plan_measured_speedup"] >= 1.1 * (1 - tolerance), structured["plan_rounds"]
     assert structured["measured_speedup"] is not None
     compaction = report["onnx"]["compaction"]
     removed_heads = compaction["attention_heads"] - compaction["attention_heads_kept"]

@@ -14,7 +14,7 @@ import torch
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Job, JobEvent, UploadedModel
+from app.db.models import Artifact, Job, JobEvent, UploadedModel, WebhookDelivery
 from app.settings import Settings
 from app.storage import LocalStore
 from tests.factories.tenants import default_tenant_id
@@ -152,6 +152,12 @@ def test_job_succeeds_and_artifacts_match_report(
     progress = [e.progress for e in events if e.kind in ("stage", "progress")]
     assert progress == sorted(progress) and any(e.kind == "progress" for e in events)
     assert [e.status for e in events if e.kind == "status"] == ["running", "succeeded"]
+    # each training stage's last step (6 fine-tuning, then 4 recovery steps)
+    telemetry = [e for e in events if e.kind == "telemetry"]
+    assert [(e.stage, e.data["step"], e.data["remaining_steps"]) for e in telemetry] == [
+        ("finetune_dense", 6, 4), ("recover", 4, 0),
+    ]  # fmt: skip
+    assert all(e.data["stage_steps_per_s"] > 0 and e.progress for e in telemetry)
 
     arts = {
         a.kind: a for a in db_session.scalars(select(Artifact).where(Artifact.job_id == job_id))
@@ -234,6 +240,20 @@ def test_cancel_requested_before_start(env: dict[str, Any], db_session: Session)
     assert run(env, job_id) == "canceled"
     job = fresh(db_session, job_id)
     assert job.status == "canceled" and job.attempts == 0 and job.finished_at
+
+
+def test_the_terminal_webhook_is_under_the_workers_public_base_url(
+    env: dict[str, Any], db_session: Session
+) -> None:
+    job_id = add_job(db_session, spec(env["model_id"]), cancel_requested=True,
+                     webhook_url="http://127.0.0.1:9/hook")  # fmt: skip
+    settings = env["settings"].model_copy(update={"public_base_url": "https://worker.example"})
+    assert run_job(job_id, session_factory=env["factory"], settings=settings) == "canceled"
+    db_session.expire_all()
+    [d] = db_session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job_id))
+    assert d.payload["data"]["artifacts_url"] == (
+        f"https://worker.example/v1/jobs/{job_id}/artifacts"
+    )
 
 
 def test_cancel_while_running(
@@ -417,3 +437,35 @@ def test_readme_names_the_codes_a_job_started_too_often_fails_with() -> None:
     assert "`worker_lost`" in row and "`too_many_attempts`" in row
     faults = readme[readme.index("## Jobs survive faults") :]
     assert "`worker_lost`" in faults and "`too_many_attempts`" in faults
+
+
+def test_reporter_writes_telemetry_with_progress_and_sees_cancel(
+    env: dict[str, Any], db_session: Session
+) -> None:
+    from worker.job_store import JobStore
+    from worker.pipelines.errors import JobCanceled
+    from worker.pipelines.telemetry import StepSample, TelemetryPolicy
+    from worker.runner import DbReporter
+
+    job_id = add_job(db_session, spec(env["model_id"]), status="running")
+    rep = DbReporter(JobStore(env["factory"]), job_id, min_interval_s=3600,
+                     telemetry=TelemetryPolicy(every_steps=1, min_interval_s=0.0))  # fmt: skip
+    rep.start([("a", 1.0), ("recover", 1.0), ("qat", 1.0)], steps={"recover": 4, "qat": 2})
+    rep.stage("recover")
+    meter = rep.train_meter()
+    meter(StepSample(1, 4, 0.5, 1e-3, 8))
+    rep.step(0.5)  # throttled: the progress is written with the next telemetry event
+    meter(StepSample(2, 4, 0.25, 1e-3, 8))
+    events = db_session.scalars(
+        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "telemetry")
+        .order_by(JobEvent.seq)
+    ).all()  # fmt: skip
+    assert [(e.stage, e.data["step"], e.data["remaining_steps"]) for e in events] == [
+        ("recover", 1, 3 + 2), ("recover", 2, 2 + 2),
+    ]  # fmt: skip
+    assert events[1].data["loss"] == 0.25 and events[1].progress == pytest.approx(0.5)
+    assert fresh(db_session, job_id).progress == pytest.approx(0.5)
+    db_session.execute(text("UPDATE job SET cancel_requested = true WHERE id = :id"),
+                       {"id": job_id})  # fmt: skip
+    with pytest.raises(JobCanceled):
+        meter(StepSample(3, 4, 0.2, 1e-3, 8))

@@ -34,4 +34,4 @@ class PipelineContext:
     scratch: Path  # this job's scratch folder (removed by the runner)
     add_artifact: ArtifactSink
     job_id: str = ""
-    latency_iters: tuple[int, int] = (5, 2)  # timed iterations at batch 1 and batch 32
+    latency_iters: tuple[int, int] = (30, 2)  # timed iterations at batch 1 and batch 32

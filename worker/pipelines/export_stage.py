@@ -164,7 +164,7 @@ def run_export(
     evalset: EvalSet,
     folder: Path,
     *,
-    latency_iters: tuple[int, int] = (5, 2),
+    latency_iters: tuple[int, int] = (30, 2),
     min_agreement: float | None = None,
     progress: Any = None,
     qat_model: nn.Module | None = None,

@@ -2,6 +2,8 @@
 
 Uploaded archives are unpacked once per content hash under `<work_dir>/models/<sha256>/`
 (into a temporary folder first, then renamed, so a half-extracted model is never used).
+Errors name the model as the user knows it (the upload's name, or the built-in's), never by
+that hash.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from worker.pipelines.tasks.base import Task, TaskData
 log = logging.getLogger(__name__)
 READY_MARKER = ".scalpel-extracted"
 UNSUPPORTED = "unsupported_architecture"
+# What from_pretrained raises on a model or tokenizer it cannot build from the files.
+LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, AssertionError, ArithmeticError)
 
 
 class ModelLookup(Protocol):
@@ -63,6 +67,23 @@ def builtin_model_path(name: str) -> Path:
     return Path(get_model_path())
 
 
+def display_name(rec: ModelRecord) -> str:
+    """What errors call an uploaded model: its name, else its id."""
+    return rec.name or str(rec.id)
+
+
+def _where(name: str) -> str:
+    return f"model {name!r}"
+
+
+def _reason(e: BaseException) -> str:
+    """`KeyError: 'added_tokens'`, not a bare `'added_tokens'`."""
+    text = str(e)
+    if not text:
+        return type(e).__name__
+    return f"{type(e).__name__}: {text}" if isinstance(e, KeyError) else text
+
+
 def extract_uploaded(rec: ModelRecord, store: ArtifactStore, settings: Settings) -> Path:
     """Unpack the uploaded archive (once) and return the folder holding config.json."""
     from app.services.archives import ArchiveError, safe_extract
@@ -72,7 +93,9 @@ def extract_uploaded(rec: ModelRecord, store: ArtifactStore, settings: Settings)
     if marker.is_file():
         return base / marker.read_text(encoding="utf-8").strip()
     if not store.exists(rec.storage_key):
-        raise ModelUnavailable(f"the archive of model {rec.id} is missing from the store")
+        raise ModelUnavailable(
+            f"the archive of {_where(display_name(rec))} ({rec.id}) is missing from the store"
+        )
     base.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{rec.sha256[:12]}-", dir=base.parent))
     try:
@@ -94,21 +117,22 @@ def extract_uploaded(rec: ModelRecord, store: ArtifactStore, settings: Settings)
             rel = Path(marker.read_text(encoding="utf-8").strip())
     except ArchiveError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelInvalid(f"model {rec.id}: {e}") from e
+        raise ModelInvalid(f"{_where(display_name(rec))}: {e}") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return base / rel
 
 
-def read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path, where: str | None = None) -> dict[str, Any]:
+    where = where or _where(path.name)
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
-        raise ModelInvalid(f"no config.json in {path}")
+        raise ModelInvalid(f"{where}: no config.json")
     try:
         cfg: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8"))
     except ValueError as e:
-        raise ModelInvalid(f"config.json is not valid JSON: {e}") from e
+        raise ModelInvalid(f"{where}: config.json is not valid JSON: {e}") from e
     return cfg
 
 
@@ -118,15 +142,15 @@ def _weight_files(path: Path) -> list[Path]:
         return [single]
     index = path / "model.safetensors.index.json"
     if not index.is_file():
-        raise ModelInvalid(f"no safetensors weights in {path.name}")
+        raise ModelInvalid("no safetensors weights")
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         return [path / name for name in sorted({str(v) for v in weight_map.values()})]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ModelInvalid(f"model.safetensors.index.json is unreadable: {e}") from e
+        raise ModelInvalid(f"model.safetensors.index.json is unreadable: {_reason(e)}") from e
 
 
-def check_weights_cover_config(path: Path, cfg: dict[str, Any]) -> None:
+def check_weights_cover_config(path: Path, cfg: dict[str, Any], where: str | None = None) -> None:
     """Before anything is built: the config passes the upload's checks, names a family of the
     architecture table, and the weights' headers hold every parameter that family's entry says
     it implies (only the task head, and BERT's pooler, may be missing), so that no model is
@@ -136,6 +160,7 @@ def check_weights_cover_config(path: Path, cfg: dict[str, Any]) -> None:
     from app.services.model_inspect import check_config
     from app.services.safetensors_header import SafetensorsError, parse_header, read_header
 
+    where = where or _where(path.name)
     tensors: dict[str, Any] = {}
     try:
         arch = architecture_for(cfg)
@@ -145,15 +170,17 @@ def check_weights_cover_config(path: Path, cfg: dict[str, Any]) -> None:
             with file.open("rb") as f:
                 tensors.update(parse_header(read_header(f, size), size))
         check_coverage(arch, cfg, tensors)
+    except ModelInvalid as e:
+        raise ModelInvalid(f"{where}: {e.message}", code=e.code) from e
     except UnsupportedArchitecture as e:
-        raise ModelInvalid(f"{path.name}: {e.message}", code=UNSUPPORTED) from e
+        raise ModelInvalid(f"{where}: {e.message}", code=UNSUPPORTED) from e
     except ArchiveError as e:
         code = UNSUPPORTED if e.code == UNSUPPORTED else None
-        raise ModelInvalid(f"{path.name}: {e.message}", code=code) from e
+        raise ModelInvalid(f"{where}: {e.message}", code=code) from e
     except LayoutError as e:
-        raise ModelInvalid(f"{path.name}: {e.message}", code="weights_mismatch") from e
+        raise ModelInvalid(f"{where}: {e.message}", code="weights_mismatch") from e
     except (SafetensorsError, OSError) as e:
-        raise ModelInvalid(f"{path.name}: unreadable weights: {e}") from e
+        raise ModelInvalid(f"{where}: unreadable weights: {e}") from e
 
 
 def randomly_initialised(loading_info: dict[str, Any]) -> set[str]:
@@ -206,14 +233,17 @@ def load_from_dir(
     seed: int,
     source: str,
     task: Task | None = None,
+    name: str | None = None,
 ) -> LoadedModel:
-    """The model with `task`'s head (default: sequence classification over `label_names`)."""
+    """The model with `task`'s head (default: sequence classification over `label_names`).
+    `name` is what errors call it (default: the folder's name)."""
     from worker.pipelines.tasks import get_task
 
     set_offline()
     task = task or get_task("sequence_classification")
-    cfg = read_config(path)
-    check_weights_cover_config(path, cfg)
+    where = _where(name or path.name)
+    cfg = read_config(path, where)
+    check_weights_cover_config(path, cfg, where=where)
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -229,10 +259,15 @@ def load_from_dir(
             output_loading_info=True,
             **task.model_config(head),
         )
+    except LOAD_ERRORS as e:
+        raise ModelInvalid(f"cannot load {where}: {_reason(e)}") from e
+    try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError, ArithmeticError) as e:
-        raise ModelInvalid(f"cannot load the model at {path.name}: {e}") from e
-    head_loaded = refuse_random_weights(info, path.name, architecture_for(cfg), task.facts.name)
+    except Exception as e:
+        if type(e) is not Exception and not isinstance(e, LOAD_ERRORS):
+            raise  # the tokenizers library raises a bare Exception; anything else is not the files'
+        raise ModelInvalid(f"cannot load the tokenizer of {where}: {_reason(e)}") from e
+    head_loaded = refuse_random_weights(info, where, architecture_for(cfg), task.facts.name)
     fit_tokenizer_inputs(model, tokenizer)
     trained = task.head_fits(cfg, head) and head_loaded
     model.to(device)
@@ -257,15 +292,16 @@ def load_model(
     if model_id is None:
         path = builtin_model_path(name)
         return load_from_dir(
-            path, label_names, device, seed=seed, source=f"builtin:{name}", task=task
+            path, label_names, device, seed=seed, source=f"builtin:{name}", task=task, name=name
         )
     rec = lookup.get_uploaded_model(model_id)
     if rec is None:
         raise ModelUnavailable(f"uploaded model {model_id} not found")
     path = extract_uploaded(rec, store, settings)
     return load_from_dir(
-        path, label_names, device, seed=seed, source=f"upload:{model_id}", task=task
-    )
+        path, label_names, device, seed=seed, source=f"upload:{model_id}", task=task,
+        name=display_name(rec),
+    )  # fmt: skip
 
 
 def resolve_device(setting: str) -> torch.device:

@@ -1,11 +1,18 @@
-"""PNG plots of a job's report (matplotlib, Agg canvas; pyplot's global state is not used)."""
+"""PNG plots of a job's report (`app.reports.Report`; matplotlib, Agg canvas; pyplot's global
+state is not used)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from worker.pipelines.report_md import metric_format, primary_metric, variants
+from app.reports import Report
+from worker.pipelines.report_metrics import (
+    metric_format,
+    primary_metric,
+    structured_speedups,
+    variants,
+)
 
 DPI = 100
 
@@ -26,22 +33,23 @@ def _save(fig: Any, dest: Path) -> Path:
     return dest
 
 
-def sparsity_plot(report: dict[str, Any], dest: Path) -> Path:
+def sparsity_plot(report: Report, dest: Path) -> Path:
     """Bar per encoder layer: the fraction of zero weights in its Linear layers."""
-    sp = report["compressed"]["sparsity"]
-    per = sp.get("per_encoder_layer") or {}
+    sp = report.compressed.sparsity
+    per = sp.per_encoder_layer
     keys = sorted(per, key=lambda b: (int(b), "") if b.isdigit() else (1 << 30, b))
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
     ax.bar([str(k) for k in keys], [100 * per[k] for k in keys], color="#4c72b0")
-    target = (report.get("pruning") or {}).get("target_sparsity")
-    if target and (report.get("pruning") or {}).get("method") != "none":
+    pruning = report.pruning
+    target = pruning.target_sparsity if pruning is not None else None
+    if target and pruning is not None and pruning.method != "none":
         ax.axhline(100 * target, color="#c44e52", linestyle="--", label="target")
         ax.legend(loc="lower right")
     ax.set_ylim(0, 100)
     ax.set_xlabel("encoder layer")
     ax.set_ylabel("sparsity (%)")
-    ax.set_title(f"Sparsity per layer (overall {100 * sp['overall']:.1f}%)")
+    ax.set_title(f"Sparsity per layer (overall {100 * sp.overall:.1f}%)")
     return _save(fig, dest)
 
 
@@ -51,21 +59,21 @@ def _axis(name: str) -> tuple[float, str]:
     return (100.0, f"dev {fmt.heading} (%)") if fmt.percent else (1.0, f"dev {fmt.heading}")
 
 
-def metric_plot(report: dict[str, Any], dest: Path) -> Path:
+def metric_plot(report: Report, dest: Path) -> Path:
     """The task's primary metric after each pruning step where recorded (else dense against
     compressed by sparsity), and per model and runtime."""
     return _save(metric_figure(report), dest)
 
 
-def metric_figure(report: dict[str, Any]) -> Any:
+def metric_figure(report: Report) -> Any:
     """The figure :func:`metric_plot` saves, its axes labelled with the primary metric."""
-    final = primary_metric(report["compressed"])
-    dense = primary_metric(report["dense"])
+    final = primary_metric(report.compressed)
+    dense = primary_metric(report.dense)
     scale, axis = _axis(final.name)
     fig = _figure(8.0, 4.0)
     ax1 = fig.add_subplot(1, 2, 1)
-    applied = (report.get("pruning") or {}).get("applied") or []
-    steps = [(a["step"], v) for a in applied if (v := primary_metric(a).value) is not None]
+    applied = report.pruning.applied if report.pruning is not None else []
+    steps = [(a.step, v) for a in applied if (v := primary_metric(a).value) is not None]
     if steps:
         ax1.plot(
             [s for s, _ in steps],
@@ -84,7 +92,7 @@ def metric_figure(report: dict[str, Any]) -> Any:
             (sp, v)
             for sp, v in (
                 (0.0, dense.value),
-                (report["compressed"]["sparsity"]["overall"], final.value),
+                (report.compressed.sparsity.overall, final.value),
             )
             if v is not None
         ]
@@ -94,12 +102,10 @@ def metric_figure(report: dict[str, Any]) -> Any:
     ax1.set_title(f"{final.label} across pruning")
     ax2 = fig.add_subplot(1, 2, 2)
     scored = [
-        (v, s.value)
-        for v in variants(report)
-        if (s := primary_metric(v["scores"])).value is not None
+        (v, s.value) for v in variants(report) if (s := primary_metric(v.scores)).value is not None
     ]
     ax2.barh(
-        [f"{v['name']}\n{v['runtime']}" for v, _ in scored],
+        [f"{v.name}\n{v.runtime}" for v, _ in scored],
         [scale * value for _, value in scored],
         color="#4c72b0",
     )
@@ -111,20 +117,20 @@ def metric_figure(report: dict[str, Any]) -> Any:
     return fig
 
 
-def latency_size_plot(report: dict[str, Any], dest: Path) -> Path:
+def latency_size_plot(report: Report, dest: Path) -> Path:
     """Batch-1 latency and file size (raw and gzip) per model and runtime."""
     vs = variants(report)
-    labels = [f"{v['name']}\n{v['runtime']}" for v in vs]
+    labels = [f"{v.name}\n{v.runtime}" for v in vs]
     fig = _figure(10.0, 4.5)
     ax1 = fig.add_subplot(1, 2, 1)
-    ax1.barh(labels, [v["latency"]["batch_1_ms"] for v in vs], color="#dd8452")
+    ax1.barh(labels, [v.latency.batch_1_ms for v in vs], color="#dd8452")
     ax1.set_xlabel("CPU latency, batch 1 (ms)")
     ax1.tick_params(axis="y", labelsize="x-small")
     ax1.set_title("Latency")
     ax2 = fig.add_subplot(1, 2, 2)
     ys = list(range(len(vs)))
-    ax2.barh([y - 0.2 for y in ys], [v["file_size"]["raw_mb"] for v in vs], 0.4, label="raw")
-    ax2.barh([y + 0.2 for y in ys], [v["file_size"]["gzip_mb"] for v in vs], 0.4, label="gzip")
+    ax2.barh([y - 0.2 for y in ys], [v.file_size.raw_mb for v in vs], 0.4, label="raw")
+    ax2.barh([y + 0.2 for y in ys], [v.file_size.gzip_mb for v in vs], 0.4, label="gzip")
     ax2.set_yticks(ys, labels)
     ax2.tick_params(axis="y", labelsize="x-small")
     ax2.set_xlabel("size (MiB)")
@@ -133,26 +139,38 @@ def latency_size_plot(report: dict[str, Any], dest: Path) -> Path:
     return _save(fig, dest)
 
 
-def structured_plot(report: dict[str, Any], dest: Path) -> Path:
+def structured_plot(report: Report, dest: Path) -> Path:
     """Method structured: the heads and the FFN neurons kept per layer after each step."""
-    st = report["structured"]
-    final = st["final"]
+    return _save(structured_figure(report), dest)
+
+
+def structured_figure(report: Report) -> Any:
+    """The figure :func:`structured_plot` saves: per step its target and the speedup its plan
+    measured when planning; in the title the predicted, planned and exported speedups."""
+    st = report.structured
+    if st is None:
+        raise ValueError("the report has no structured section")
+    final = st.final
     fig = _figure(10.0, 4.0)
-    steps = st["per_step"]
+    steps = st.per_step
     width = 0.8 / max(1, len(steps))
-    for i, (key, total, title) in enumerate(
+    for i, (kept, per_step, total, title) in enumerate(
         (
-            ("kept_heads", final["heads"], "Attention heads kept"),
-            ("kept_neurons", final["neurons"], "FFN neurons kept"),
+            (final.kept_heads, [r.kept_heads for r in steps], final.heads,
+             "Attention heads kept"),
+            (final.kept_neurons, [r.kept_neurons for r in steps], final.neurons,
+             "FFN neurons kept"),
         )
-    ):
+    ):  # fmt: skip
         ax = fig.add_subplot(1, 2, i + 1)
-        layers = range(len(final[key]))
-        for j, row in enumerate(steps):
-            label = f"step {row['step']} ({row['target_speedup']:.2f}x)"
+        layers = range(len(kept))
+        for j, (row, counts) in enumerate(zip(steps, per_step, strict=True)):
+            planned = row.plan_measured_speedup
+            measured = "" if planned is None else f", measured {planned:.2f}x"
+            label = f"step {row.step} ({row.target_speedup:.2f}x{measured})"
             xs = [x - 0.4 + (j + 0.5) * width for x in layers]
-            ax.bar(xs, row[key], width, label=label)
-        per_layer = total / max(1, len(final[key]))
+            ax.bar(xs, counts, width, label=label)
+        per_layer = total / max(1, len(kept))
         ax.axhline(per_layer, color="grey", linestyle=":", label="dense")
         ax.set_xticks(list(layers), [str(x) for x in layers])
         ax.yaxis.get_major_locator().set_params(integer=True)
@@ -160,8 +178,5 @@ def structured_plot(report: dict[str, Any], dest: Path) -> Path:
         ax.set_ylabel("kept")
         ax.set_title(title)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, fontsize="x-small")
-    fig.suptitle(
-        f"Structured pruning to {st['target_speedup']:g}x "
-        f"(predicted {final['predicted_speedup']:.2f}x)"
-    )
-    return _save(fig, dest)
+    fig.suptitle(f"Structured pruning to {st.target_speedup:g}x: {structured_speedups(st)}")
+    return fig

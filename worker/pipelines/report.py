@@ -1,5 +1,6 @@
 """The `measure`, `export` and `package` stages: save, measure from the saved files, export
-ONNX (see `export_stage`), archive, and write report.json, report.md and its PNG plots.
+ONNX (see `export_stage`), archive, and write report.json (`app.reports.Report`), report.md
+and its PNG plots.
 
 Sparsity and parameter count are measured on the model re-loaded from the saved
 `model.safetensors` (what the user downloads), not on the in-memory model.
@@ -18,6 +19,25 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from app.reports import (
+    SCHEMA_VERSION,
+    AppliedStep,
+    ArtifactRef,
+    CompressedBlock,
+    CpuInfo,
+    DatasetInfo,
+    DenseBlock,
+    Int8Block,
+    ModelInfo,
+    OnnxSection,
+    PrimaryMetric,
+    Pruning,
+    Report,
+    ResumedFrom,
+    StructuredSection,
+    TeacherCache,
+    Versions,
+)
 from worker.pipelines import host, measure
 from worker.pipelines.architecture import model_config
 from worker.pipelines.export_stage import ONNX_FP32, ONNX_INT8, OnnxExport
@@ -162,17 +182,79 @@ def measure_stage(out: Outcome, ctx: PipelineContext) -> dict[str, Any]:
     return m
 
 
-def _applied(out: Outcome) -> list[dict[str, Any]]:
+def _applied(out: Outcome) -> list[AppliedStep]:
     """Pruning steps, with the primary dev metric measured right after each where recorded."""
-    rows: list[dict[str, Any]] = []
+    rows: list[AppliedStep] = []
     name = out.loaded.task.facts.primary_metric
     metric = out.compressed.prune_metric
     for step, sparsity in out.compressed.applied:
-        entry: dict[str, Any] = {"step": step, "sparsity": sparsity}
         if (step, sparsity) in metric:
-            entry["primary_metric"] = {"name": name, "value": metric[(step, sparsity)]}
-        rows.append(entry)
+            named = PrimaryMetric(name=name, value=metric[(step, sparsity)])
+            rows.append(AppliedStep(step=step, sparsity=sparsity, primary_metric=named))
+        else:
+            rows.append(AppliedStep(step=step, sparsity=sparsity))
     return rows
+
+
+def build_report(
+    out: Outcome, m: dict[str, Any], onnx: OnnxExport, ctx: PipelineContext,
+    artifacts: dict[str, ArtifactRef],
+) -> Report:  # fmt: skip
+    """The report of the run (`artifacts`: those stored so far, by kind)."""
+    loaded, spec, evaluated = out.loaded, out.loaded.spec, out.evaluated
+    data, dense_eval, int8_eval = loaded.data, out.dense.metrics, evaluated.int8
+    structured = out.compressed.structured
+    int8 = None
+    if int8_eval is not None:
+        int8 = Int8Block.model_validate({**int8_eval.as_dict(), **m["int8"]})
+    section = None
+    if structured:
+        section = StructuredSection.model_validate(report_section(structured, onnx.section))
+    resumed = out.resumed_from
+    return Report(
+        schema_version=SCHEMA_VERSION,
+        job_id=ctx.job_id,
+        task=spec.task,
+        spec=spec.model_dump(mode="json"),
+        model=ModelInfo(
+            source=loaded.loaded.source,
+            had_trained_head=loaded.loaded.has_trained_head,
+            finetuned_dense=out.dense.finetuned,
+        ),
+        dataset=DatasetInfo(
+            name=data.name,
+            label_names=list(data.label_names),
+            train_examples=len(data.train),
+            train_items=len(loaded.train_items),
+            dev_examples=len(data.dev),
+            dev_items=len(loaded.evalset.items),
+        ),
+        max_length=spec.dataset.max_length,
+        device=str(ctx.device),
+        cpu=CpuInfo.model_validate(host.cpu_info(torch.get_num_threads())),
+        dense=DenseBlock.model_validate({**dense_eval.as_dict(), **m["dense"]}),
+        compressed=CompressedBlock.model_validate(
+            {**evaluated.compressed.as_dict(), **m["compressed"]}
+        ),
+        int8=int8,
+        pruning=Pruning(
+            method=spec.pruning.method,
+            target_sparsity=None if structured else spec.pruning.sparsity,
+            structure=spec.pruning.structure,
+            scope=spec.pruning.scope,
+            schedule=spec.pruning.schedule.kind,
+            applied=_applied(out),
+        ),
+        onnx=OnnxSection.model_validate(onnx.section),
+        structured=section,
+        teacher_cache=TeacherCache.model_validate(out.dense.teacher.stats.as_dict()),
+        training_steps=out.steps,
+        resumed_from=None if resumed is None else ResumedFrom.model_validate(resumed),
+        stage_seconds=dict(ctx.reporter.stage_seconds),
+        total_seconds=round(time.monotonic() - out.wall_start, 3),
+        versions=Versions.model_validate(_versions()),
+        artifacts=artifacts,
+    )
 
 
 def package_outputs(
@@ -181,121 +263,74 @@ def package_outputs(
     """The `package` stage: the archives and ONNX files as artifacts, report.json and its
     report files; returns the summary kept on the job."""
     ctx.reporter.stage("package")
-    loaded, spec, evaluated = out.loaded, out.loaded.spec, out.evaluated
-    data, dense_eval, int8_eval = loaded.data, out.dense.metrics, evaluated.int8
-    structured = out.compressed.structured
     out_dir = ctx.scratch / "out"
-    archives: dict[str, dict[str, str]] = {}
-    sha = ctx.add_artifact(
-        "model", make_tar_gz(out_dir / "model", ctx.scratch / MODEL_ARCHIVE), MODEL_ARCHIVE, GZIP
-    )
-    archives["model"] = {"filename": MODEL_ARCHIVE, "sha256": sha}
+    archives: dict[str, ArtifactRef] = {}
+
+    def add(kind: str, path: Path, name: str, media: str) -> ArtifactRef:
+        sha = ctx.add_artifact(kind, path, name, media)
+        archives[kind] = ArtifactRef(filename=name, sha256=sha)
+        return archives[kind]
+
+    add("model", make_tar_gz(out_dir / "model", ctx.scratch / MODEL_ARCHIVE), MODEL_ARCHIVE, GZIP)
     if out.quantized.qmodel is not None:
         path = make_tar_gz(out_dir / "model-int8", ctx.scratch / INT8_ARCHIVE)
-        sha = ctx.add_artifact("model_int8", path, INT8_ARCHIVE, GZIP)
-        archives["model_int8"] = {"filename": INT8_ARCHIVE, "sha256": sha}
-    for kind, path, name in (
-        ("model_onnx", onnx.fp32, ONNX_FP32),
-        ("model_int8_onnx", onnx.int8, ONNX_INT8),
-    ):
-        archives[kind] = {"filename": name, "sha256": ctx.add_artifact(kind, path, name, ONNX)}
+        add("model_int8", path, INT8_ARCHIVE, GZIP)
+    add("model_onnx", onnx.fp32, ONNX_FP32, ONNX)
+    add("model_int8_onnx", onnx.int8, ONNX_INT8, ONNX)
     ctx.reporter.step(0.8)
     ctx.reporter.end()
-    report: dict[str, Any] = {
-        "job_id": ctx.job_id,
-        "task": spec.task,
-        "spec": spec.model_dump(mode="json"),
-        "model": {
-            "source": loaded.loaded.source,
-            "had_trained_head": loaded.loaded.has_trained_head,
-            "finetuned_dense": out.dense.finetuned,
-        },
-        "dataset": {
-            "name": data.name,
-            "label_names": data.label_names,
-            "train_examples": len(data.train),
-            "train_items": len(loaded.train_items),
-            "dev_examples": len(data.dev),
-            "dev_items": len(loaded.evalset.items),
-        },
-        "max_length": spec.dataset.max_length,
-        "device": str(ctx.device),
-        "cpu": host.cpu_info(torch.get_num_threads()),
-        "dense": {**dense_eval.as_dict(), **m["dense"]},
-        "compressed": {**evaluated.compressed.as_dict(), **m["compressed"]},
-        "int8": {**int8_eval.as_dict(), **m["int8"]} if int8_eval is not None else None,
-        "pruning": {
-            "method": spec.pruning.method,
-            "target_sparsity": None if structured else spec.pruning.sparsity,
-            "structure": spec.pruning.structure,
-            "scope": spec.pruning.scope,
-            "schedule": spec.pruning.schedule.kind,
-            "applied": _applied(out),
-        },
-        "onnx": onnx.section,
-        "structured": report_section(structured, onnx.section) if structured else None,
-        "teacher_cache": out.dense.teacher.stats.as_dict(),
-        "training_steps": out.steps,
-        "resumed_from": out.resumed_from,
-        "stage_seconds": dict(ctx.reporter.stage_seconds),
-        "total_seconds": round(time.monotonic() - out.wall_start, 3),
-        "versions": _versions(),
-        "artifacts": archives,
-    }
+    report = build_report(out, m, onnx, ctx, archives)
+    # report.md and the plots are drawn from the report before they are in its artifacts
     for kind, path, media in write_report_files(report, ctx.scratch / "report"):
-        archives[kind] = {
-            "filename": path.name,
-            "sha256": ctx.add_artifact(kind, path, path.name, media),
-        }
+        report.artifacts[kind] = add(kind, path, path.name, media)
     report_path = ctx.scratch / REPORT
-    report_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    sha = ctx.add_artifact("report", report_path, REPORT, JSON)
+    text = json.dumps(report.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+    report_path.write_text(text, encoding="utf-8")
+    ctx.add_artifact("report", report_path, REPORT, JSON)
     return summary(report)
 
 
-def _primary(block: dict[str, Any]) -> dict[str, Any]:
-    return dict(block["primary_metric"])
-
-
-def summary(report: dict[str, Any]) -> dict[str, Any]:
+def summary(report: Report) -> dict[str, Any]:
     """The few numbers kept on the job row (the report holds the rest): the task's primary
     metric of each model as {name, value}, every scalar metric of the compressed model by
     name (`accuracy`, `f1`, ...) and the dense, int8 and ONNX ones prefixed."""
-    c, d = report["compressed"], report["dense"]
-    name = c["primary_metric"]["name"]
+    c, d = report.compressed, report.dense
+    primary = c.primary()
+    name = primary.name
     out: dict[str, Any] = {
-        "task": report["task"],
-        "primary_metric": _primary(c),
-        "dense_primary_metric": _primary(d),
-        **{k: v for k, v in c.items() if isinstance(v, float) and k != "encoder_sparsity"},
-        f"dense_{name}": d["primary_metric"]["value"],
-        "sparsity": c["sparsity"]["overall"],
-        "parameters": c["parameters"],
-        "model_size_mb": c["file_size"]["raw_mb"],
-        "model_gzip_mb": c["file_size"]["gzip_mb"],
-        "latency_b1_ms": c["latency_cpu_ms"]["batch_1_ms"],
-        "latency_b32_ms": c["latency_cpu_ms"]["batch_32_ms"],
-        "dense_latency_b1_ms": d["latency_cpu_ms"]["batch_1_ms"],
-        "stage_seconds": report["stage_seconds"],
-        "total_seconds": report["total_seconds"],
+        "task": report.task,
+        "primary_metric": primary.model_dump(mode="json"),
+        "dense_primary_metric": d.primary().model_dump(mode="json"),
+        **c.scalars(),
+        f"dense_{name}": d.primary().value,
+        "sparsity": c.sparsity.overall,
+        "parameters": c.parameters,
+        "model_size_mb": c.file_size.raw_mb,
+        "model_gzip_mb": c.file_size.gzip_mb,
+        "latency_b1_ms": c.latency_cpu_ms.batch_1_ms,
+        "latency_b32_ms": c.latency_cpu_ms.batch_32_ms,
+        "dense_latency_b1_ms": d.latency_cpu_ms.batch_1_ms,
+        "stage_seconds": dict(report.stage_seconds),
+        "total_seconds": report.total_seconds,
     }
-    if report["int8"] is not None:
-        out["int8_primary_metric"] = _primary(report["int8"])
-        out[f"int8_{name}"] = report["int8"]["primary_metric"]["value"]
-        out["int8_size_mb"] = report["int8"]["file_size"]["raw_mb"]
-        out["int8_latency_b1_ms"] = report["int8"]["latency_cpu_ms"]["batch_1_ms"]
-    onnx = report.get("onnx")
-    if onnx:
-        out["onnx_primary_metric"] = _primary(onnx["fp32"])
-        out[f"onnx_{name}"] = onnx["fp32"]["primary_metric"]["value"]
-        out["onnx_agreement"] = onnx["fp32"]["parity"]["agreement"]
-        out["onnx_int8_primary_metric"] = _primary(onnx["int8"])
-        out[f"onnx_int8_{name}"] = onnx["int8"]["primary_metric"]["value"]
-        out["onnx_int8_latency_b1_ms"] = onnx["int8"]["latency_cpu_ms"]["batch_1_ms"]
-        out["onnx_int8_speedup_b1"] = onnx["int8"]["speedup_vs_dense"]["batch_1"]
+    if report.int8 is not None:
+        i8 = report.int8
+        out["int8_primary_metric"] = i8.primary().model_dump(mode="json")
+        out[f"int8_{name}"] = i8.primary().value
+        out["int8_size_mb"] = i8.file_size.raw_mb
+        out["int8_latency_b1_ms"] = i8.latency_cpu_ms.batch_1_ms
+    if report.onnx is not None:
+        fp32, int8 = report.onnx.fp32, report.onnx.int8
+        out["onnx_primary_metric"] = fp32.primary().model_dump(mode="json")
+        out[f"onnx_{name}"] = fp32.primary().value
+        out["onnx_agreement"] = fp32.parity.agreement if fp32.parity is not None else None
+        out["onnx_int8_primary_metric"] = int8.primary().model_dump(mode="json")
+        out[f"onnx_int8_{name}"] = int8.primary().value
+        out["onnx_int8_latency_b1_ms"] = int8.latency_cpu_ms.batch_1_ms
+        speedup = int8.speedup_vs_dense
+        out["onnx_int8_speedup_b1"] = speedup.batch_1 if speedup is not None else None
     return out
 
 
-def load_report(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
+def load_report(path: Path) -> Report:
+    return Report.model_validate(json.loads(path.read_text(encoding="utf-8")))

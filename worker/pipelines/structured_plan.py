@@ -1,11 +1,14 @@
 """What the `structured` stage decides with, apart from running it: the job's options, the
 latency model (a measured table of attention and FFN blocks by kept count, anchored to the
 dense model's and the student's whole ONNX graphs timed at the same shapes), the kept counts
-read back from the masks, the allocation of each step, and the report section.
+read back from the masks, the allocation of each step, and the report section. The latency
+model only proposes: each step's allocation is then timed as a whole graph and re-solved until
+its measured speedup is the step's target (worker.pipelines.structured_measure).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -172,13 +175,27 @@ def choose(
 ) -> tuple[tuple[int, ...], tuple[int, ...], float]:
     """The kept heads and neurons per layer (each at most what it keeps `now`) of least
     normalised loss whose predicted latency fits ``dense / target``, and that loss."""
+    return choose_from(calibration_options(cal, lm), lm, target, now)
+
+
+def calibration_options(cal: StructuredCalibration, lm: LatencyModel) -> ModelOptions:
+    """Every layer's kept counts with their normalised losses (the calibration's levels)."""
     levels = cal.levels()
-    full = layer_options(
+    return layer_options(
         lm.table,
         [lv.heads.relative().tolist() for lv in levels],
         [lv.neurons.relative().tolist() for lv in levels],
     )
-    full = ModelOptions(_priced(full.attention, lm, "attention"), _priced(full.ffn, lm, "ffn"))
+
+
+def choose_from(
+    options: ModelOptions, lm: LatencyModel, target: float, now: tuple[Sequence[int], Sequence[int]]
+) -> tuple[tuple[int, ...], tuple[int, ...], float]:
+    """:func:`choose` on given options (every layer's kept counts and their losses), priced
+    by `lm` and offered up to what each layer keeps `now`."""
+    full = ModelOptions(
+        _priced(options.attention, lm, "attention"), _priced(options.ffn, lm, "ffn")
+    )
     opts = ModelOptions(_within(full.attention, now[0]), _within(full.ffn, now[1]))
     try:
         alloc = allocate(
@@ -191,16 +208,84 @@ def choose(
 
 
 def report_section(record: dict[str, Any], onnx: dict[str, Any] | None) -> dict[str, Any]:
-    """The report's `structured` section: the record, and the measured speedup (the export's
-    fp32 ONNX against the dense one, at the table's batch) over the predicted one."""
+    """The report's `structured` section: the record; the measured speedup (the export's fp32
+    ONNX against the dense one, at the table's batch) over the latency model's prediction and
+    over the speedup measured when planning (`plan_measured_speedup`, the last step's plan
+    timed as a whole graph); and every planning round of every step (`plan_rounds`)."""
     batch = record["latency_table"]["key"]["batch"]
     measured = ((onnx or {}).get("fp32") or {}).get("speedup_vs_dense", {}).get(f"batch_{batch}")
     predicted = record["final"]["predicted_speedup"]
+    planned = record["final"].get("plan_measured_speedup")
     return {
         **record,
         "measured_speedup": measured,
         "measured_over_predicted": measured / predicted if measured and predicted else None,
+        "plan_measured_speedup": planned,
+        "measured_over_plan": measured / planned if measured and planned else None,
+        "plan_rounds": [
+            {"step": row["step"], **{k: r[k] for k in ROUND_KEYS}}
+            for row in record["per_step"]
+            for r in row.get("plan_rounds", ())
+        ],
     }
+
+
+ROUND_KEYS = ("round", "internal_target_speedup", "predicted_speedup", "measured_speedup", "chosen")
+
+
+@torch.no_grad()
+def cpu_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` on the CPU, made without a second copy where it lives: each parameter
+    and buffer is copied straight to the CPU and handed to the deep copy as already copied
+    (shared ones stay shared; the copies carry no gradient hooks), so a model on a GPU is
+    never duplicated there (`copy.deepcopy(model).to("cpu")` would be, whole, for a moment)."""
+    import copy
+
+    memo: dict[int, Any] = {}
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if id(t) not in memo:
+            host = t.detach().to("cpu", copy=True)
+            memo[id(t)] = (
+                nn.Parameter(host, requires_grad=t.requires_grad)
+                if isinstance(t, nn.Parameter)
+                else host
+            )
+    return copy.deepcopy(model, memo)
+
+
+def graph_turn(
+    model: nn.Module, tokenizer: Any, key: LatencyKey, outputs: Any, folder: Path, runs: int = 3
+) -> Any:
+    """`model` exported to ``folder/model.onnx`` (a CPU copy when it is elsewhere, see
+    :func:`cpu_copy`; its train or eval mode left as it was) and its ONNX Runtime session's
+    turn of timed runs at the table's batch, length (full-length rows) and threads."""
+    from worker.pipelines import export as ex
+    from worker.pipelines.measure import dummy_inputs
+
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    cpu, training = (model if on_cpu else cpu_copy(model)), model.training
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        path = ex.export_onnx(cpu, tokenizer, folder / "model.onnx", max_length=key.seq_len,
+                              outputs=outputs)  # fmt: skip
+    finally:
+        model.train(training)
+    session = ex.open_session(path, threads=key.threads)
+    names = {i.name for i in session.get_inputs()}
+    feed = {n: v.numpy() for n, v in dummy_inputs(tokenizer, key.batch, key.seq_len).items()
+            if n in names}  # fmt: skip
+    return ex.Turn(session, feed, runs, 3)
+
+
+def turns_seconds(turns: dict[str, Any], rounds: int = 7) -> dict[str, float]:
+    """The turns timed in the same alternating rounds, so that drift lands on all of them
+    alike; the median of each, in seconds."""
+    import statistics
+
+    from worker.pipelines import export as ex
+
+    times = ex.alternating_runs(turns, rounds)
+    return {name: statistics.median(ms) / 1000.0 for name, ms in times.items()}
 
 
 def measured_graphs_seconds(
@@ -210,42 +295,8 @@ def measured_graphs_seconds(
     """Whole models exported to ONNX and timed on this host at the table's batch, length and
     threads (full-length rows), in the same alternating rounds so that drift lands on all of
     them alike; the median of each, in seconds."""
-    import statistics
-
-    from worker.pipelines import export as ex
-    from worker.pipelines.measure import dummy_inputs
-
-    turns = {}
-    for name, model in models.items():
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        path = ex.export_onnx(model, tokenizer, folder / name / "model.onnx",
-                              max_length=key.seq_len, outputs=outputs)  # fmt: skip
-        session = ex.open_session(path, threads=key.threads)
-        names = {i.name for i in session.get_inputs()}
-        feed = {n: v.numpy() for n, v in dummy_inputs(tokenizer, key.batch, key.seq_len).items()
-                if n in names}  # fmt: skip
-        turns[name] = ex.Turn(session, feed, runs, 3)
-    times = ex.alternating_runs(turns, rounds)
-    return {name: statistics.median(ms) / 1000.0 for name, ms in times.items()}
-
-
-def minimal_copy(model: nn.Module) -> nn.Module:
-    """A copy of `model` with every layer down to its first head and first neuron (the rest
-    zeroed as the structured stage removes them), for compaction and timing."""
-    import copy
-
-    from worker.pipelines.architecture import attribute, layer_list
-
-    out = copy.deepcopy(model)
-    arch = architecture_of(out)
-    head_dim = arch.config(raw_config(out)).hidden // arch.config(raw_config(out)).heads
-    with torch.no_grad():
-        for layer in layer_list(out)[2]:
-            attribute(layer, arch.attention.output).weight[:, head_dim:] = 0.0
-            fc1 = attribute(layer, arch.ffn.fc1)
-            width = fc1.out_features // (2 if arch.ffn.gated else 1)
-            rows = [r for r in range(fc1.out_features) if r % width != 0]
-            fc1.weight[rows] = 0.0
-            if fc1.bias is not None:
-                fc1.bias[rows] = 0.0
-    return out
+    turns = {
+        name: graph_turn(model, tokenizer, key, outputs, folder / name, runs)
+        for name, model in models.items()
+    }
+    return turns_seconds(turns, rounds)

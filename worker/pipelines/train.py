@@ -1,7 +1,7 @@
 """A plain PyTorch fine-tuning loop over a task's items: AdamW, linear warmup then linear
 decay, gradient clipping, seeded shuffling, dynamic padding, epochs or max_steps, the task's
 loss or its distillation loss against a frozen teacher (whose outputs `Teacher` caches), and
-callbacks (mask holding, gradual pruning, progress)."""
+callbacks (mask holding, gradual pruning, progress, telemetry)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from torch import nn
 from worker.pipelines.inference import task_batches
 from worker.pipelines.tasks.base import Task, model_inputs, output_tensors
 from worker.pipelines.teacher import Teacher
+from worker.pipelines.telemetry import StepSample
 
 
 @dataclass(frozen=True)
@@ -158,13 +159,15 @@ def train(
     steps: int | None = None,
     progress: TrainProgress | None = None,
     lr_restarts: Sequence[int] = (),
+    telemetry: Callable[[StepSample], None] | None = None,
 ) -> TrainResult:
     """Train on the task's training items `examples` (default task: sequence classification)
     for `steps` (default: from cfg) optimizer steps. `on_step(done, total)` runs after
     each step (progress, cancel); it may raise to stop training. With `progress` at step s > 0,
     training resumes there (optimizer/scheduler states restored, the first s batches of the
     seeded order skipped). `lr_restarts`: steps where the learning rate rewinds
-    (rewinding_schedule); none: one linear schedule."""
+    (rewinding_schedule); none: one linear schedule. `telemetry` gets each step's loss,
+    learning rate and batch size (a stage's `TrainMeter`), before `on_step`."""
     if not examples:
         raise ValueError("no training examples")
     task = task or default_task()
@@ -214,6 +217,7 @@ def train(
                 loss = task.loss(out, batch)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -223,6 +227,8 @@ def train(
             last_loss = float(loss.detach())
             for cb in callbacks:
                 cb.on_step_end(step, total)
+            if telemetry is not None:
+                telemetry(StepSample(step, total, last_loss, lr, len(indices)))
             if on_step is not None:
                 on_step(step, total)
         epoch += 1

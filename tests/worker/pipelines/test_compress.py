@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from app.reports import SCHEMA_VERSION, Report
 from app.schemas.job_spec import JobSpec
 from app.settings import Settings
 from app.storage import LocalStore
@@ -195,6 +196,11 @@ def check_onnx_and_report_files(env: dict[str, Any], report: dict[str, Any], tmp
     assert report["cpu"]["threads"] == torch.get_num_threads()
     assert set(report["cpu"]["int8_instructions"] or ()) <= set(INT8_FLAGS)
     assert report["artifacts"]["model_onnx"]["filename"] == "model.onnx"
+    assert {"report_md", "plot_sparsity", "plot_accuracy"} <= set(report["artifacts"])
+    typed = Report.model_validate(report)  # report.json round-trips through the model
+    assert typed.schema_version == SCHEMA_VERSION and typed.model_dump(mode="json") == report
+    previous = {k: v for k, v in report.items() if k != "schema_version"}  # before the schema
+    assert Report.model_validate(previous).model_dump(mode="json") == previous
     with tarfile.open(arts["model"][0]) as t:
         t.extractall(tmp / "tok", filter="data")
     tok = AutoTokenizer.from_pretrained(str(tmp / "tok"))

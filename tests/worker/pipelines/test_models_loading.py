@@ -80,7 +80,7 @@ def test_transformers_loading_report_is_checked_too(
     still fail the load."""
     folder = write_tiny_bert(tmp_path / "m", with_head=True)
     drop_tensor(folder, "bert.encoder.layer.0.attention.self.key.bias")
-    monkeypatch.setattr(models, "check_weights_cover_config", lambda path, cfg: None)
+    monkeypatch.setattr(models, "check_weights_cover_config", lambda path, cfg, where=None: None)
     with pytest.raises(ModelInvalid) as info:
         load(folder)
     assert info.value.code == "weights_mismatch"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from worker.pipelines.compress import plan, run_pipeline
 from worker.pipelines.evaluate import evaluate
 from worker.pipelines.package import load_int8_dir
 from worker.pipelines.progress import MemoryReporter
+from worker.pipelines.telemetry import TelemetryPolicy
 
 TEXTS = ["a fine film", "dull and slow", "great acting, weak plot", "i loved every minute"]
 
@@ -65,7 +67,7 @@ def test_qat_convert_keeps_mask_and_matches_fake_quant(tiny_model: Any, tokenize
 
 def test_qat_pipeline_keeps_mask_and_reports_artifact_accuracy(tmp_path: Path) -> None:
     env = make_env(tmp_path)
-    rep = MemoryReporter()
+    rep = MemoryReporter(telemetry=TelemetryPolicy(every_steps=2, min_interval_s=0.0))
     s = spec(
         env["model_id"],
         pruning={"method": "magnitude", "sparsity": 0.5},
@@ -75,6 +77,7 @@ def test_qat_pipeline_keeps_mask_and_reports_artifact_accuracy(tmp_path: Path) -
     ctx = ctx_for(env, tmp_path, rep)
     summary = run_pipeline(s, ctx)
     assert "qat" in rep.stages and "quantize" not in rep.stages
+    check_telemetry(rep)
     report = json.loads(env["artifacts"]["report"][0].read_text())
     assert report["training_steps"]["qat"] == 3
     assert report["resumed_from"] is None
@@ -113,3 +116,20 @@ def test_qat_pipeline_keeps_mask_and_reports_artifact_accuracy(tmp_path: Path) -
     onnx_int8 = report["onnx"]["int8"]
     assert onnx_int8["parity_vs_qat"]["reference"] == "pytorch_qat"
     assert onnx_int8["parity_vs_qat"]["agreement"] >= 0.8
+
+
+def check_telemetry(rep: MemoryReporter) -> None:
+    """The three training stages' telemetry (4 fine-tuning, 6 recovery, 3 QAT steps): every 2
+    steps and at each stage's last, each counting the steps left of the later stages too."""
+    got = [(stage, d["step"], d["total_steps"], d["remaining_steps"])
+           for stage, d in rep.telemetry_log]  # fmt: skip
+    assert got == [
+        ("finetune_dense", 2, 4, 2 + 6 + 3), ("finetune_dense", 4, 4, 6 + 3),
+        ("recover", 2, 6, 4 + 3), ("recover", 4, 6, 2 + 3), ("recover", 6, 6, 3),
+        ("qat", 2, 3, 1), ("qat", 3, 3, 0),
+    ]  # fmt: skip
+    for _, d in rep.telemetry_log:
+        assert d["loss"] is not None and math.isfinite(d["loss"]) and d["loss"] > 0
+        assert d["loss_steps"] in (1, 2) and 0 <= d["learning_rate"] <= 1e-3
+        assert d["steps_per_s"] > 0 and d["examples_per_s"] >= d["steps_per_s"]
+        assert d["stage_steps_per_s"] > 0 and d["elapsed_s"] > 0

@@ -1,4 +1,5 @@
-"""report.md and the PNG plots, rendered from a report dict (no pipeline run)."""
+"""report.md and the PNG plots, rendered from a report (`app.reports.Report`, validated from
+report.json documents of this version and earlier ones; no pipeline run)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,27 @@ from typing import Any
 
 import pytest
 
-from worker.pipelines.plots import metric_figure
+from app.reports import Report, Scores
+from worker.pipelines import plots
 from worker.pipelines.report_files import write_report_files
-from worker.pipelines.report_md import (
+from worker.pipelines.report_md import render_markdown as render_report
+from worker.pipelines.report_metrics import (
     MetricFormat,
     format_metric,
     metric_format,
     primary_metric,
-    render_markdown,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """report.md of a report.json document (validated as every reader loads it)."""
+    return render_report(Report.model_validate(data))
+
+
+def metric_figure(data: dict[str, Any]) -> Any:
+    return plots.metric_figure(Report.model_validate(data))
 
 
 def _lat(b1: float, b32: float) -> dict[str, float]:
@@ -150,7 +161,7 @@ def test_markdown_without_onnx_or_step_accuracy() -> None:
 
 def test_report_files_are_markdown_and_png(tmp_path: Path) -> None:
     for i, rep in enumerate((report(), report(with_onnx=False, step_accuracy=False))):
-        files = write_report_files(rep, tmp_path / str(i))
+        files = write_report_files(Report.model_validate(rep), tmp_path / str(i))
         kinds = {k: (p, media) for k, p, media in files}
         assert set(kinds) == {"report_md", "plot_sparsity", "plot_accuracy", "plot_latency_size"}
         assert kinds["report_md"][0].read_text(encoding="utf-8").startswith("# Compression report")
@@ -167,7 +178,12 @@ SCALARS: dict[str, tuple[str, dict[str, float]]] = {
     "regression": ("spearman", {"spearman": 0.871, "pearson": 0.8804, "mse": 0.5126}),
     "token_classification": (
         "entity_f1",
-        {"entity_f1": 0.8471, "precision": 0.9, "recall": 0.8, "token_accuracy": 0.97},
+        {
+            "entity_f1": 0.8471,
+            "entity_precision": 0.9,
+            "entity_recall": 0.8,
+            "token_accuracy": 0.97,
+        },
     ),
     "question_answering": ("f1", {"f1": 0.81, "exact_match": 0.72}),
 }
@@ -228,13 +244,15 @@ def row_of(md: str, start: str) -> str:
 
 
 def test_primary_metric_reads_new_and_old_blocks() -> None:
-    new = {"primary_metric": {"name": "exact_match", "value": 0.72}, "f1": 0.81}
+    new = Scores.model_validate(
+        {"primary_metric": {"name": "exact_match", "value": 0.72}, "f1": 0.81}
+    )
     assert primary_metric(new) == ("Exact match", 0.72, "72.00%", "exact_match")
-    assert primary_metric({"accuracy": 0.8125, "macro_f1": 0.8}) == (
+    assert primary_metric(Scores(accuracy=0.8125, macro_f1=0.8)) == (
         "Accuracy", 0.8125, "81.25%", "accuracy"
     )  # fmt: skip
     assert primary_metric(None) == ("Accuracy", None, "n/a", "accuracy")
-    spearman = {"primary_metric": {"name": "spearman", "value": 0.87149}}
+    spearman = Scores.model_validate({"primary_metric": {"name": "spearman", "value": 0.87149}})
     assert primary_metric(spearman).formatted == "0.871"
     assert format_metric("mse", 0.51264) == "0.513" and format_metric("entity_f1", 0.5) == "50.00%"
     assert metric_format("bleu") == MetricFormat("bleu", "bleu", False)
@@ -312,10 +330,12 @@ def test_question_answering_report_with_batch_1_and_teacher_cache() -> None:
     rep["onnx"]["int8"]["batch_1"] = {**scores("question_answering", -0.01), "eval_examples": 200}
     rep["teacher_cache"] = {
         "enabled": True,
+        "max_bytes": 512 * 1024 * 1024,
         "items": 4961,
         "bytes": 3 * 1024 * 1024,
-        "hits": 900,
-        "misses": 100,
+        "hit_batches": 900,
+        "teacher_batches": 100,
+        "full": False,
     }
     md = render_markdown(rep)
     assert "| model | runtime | F1 | exact match | encoder sparsity |" in md
@@ -328,7 +348,7 @@ def test_question_answering_report_with_batch_1_and_teacher_cache() -> None:
         "The teacher's outputs were cached for 4,961 items (3.00 MiB): 900 hits and 100 misses "
         "(hit rate 90.00%)." in md
     )
-    rep["teacher_cache"] = {"enabled": False, "items": 0, "bytes": 0, "hits": 0, "misses": 0}
+    rep["teacher_cache"] = {"enabled": False, "max_bytes": 0, "items": 0, "bytes": 0}
     assert "The teacher's outputs were not cached." in render_markdown(rep)
 
 
@@ -369,7 +389,7 @@ def test_metric_plot_is_labelled_with_the_primary_metric(task: str | None, axis:
 
 def test_report_files_for_every_task(tmp_path: Path) -> None:
     for task in SCALARS:
-        files = write_report_files(task_report(task), tmp_path / task)
+        files = write_report_files(Report.model_validate(task_report(task)), tmp_path / task)
         for kind, path, media in files:
             assert path.stat().st_size > 0
             if media == "image/png":

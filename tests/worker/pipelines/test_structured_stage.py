@@ -19,7 +19,7 @@ import torch
 from tests.factories.encoders import write_tiny_encoder
 from tests.worker.pipelines.family_models import random_inputs, task_model
 from tests.worker.pipelines.test_compress import PNG_SIGNATURE, ctx_for, make_env, spec
-from worker.pipelines import structured_plan
+from worker.pipelines import structured_measure, structured_plan
 from worker.pipelines.compress import run_pipeline
 from worker.pipelines.errors import PipelineError
 from worker.pipelines.latency_table import (
@@ -81,14 +81,41 @@ def packaged(env: dict[str, Any], dest: Path) -> Any:
     return load_hf_dir(dest)
 
 
+def check_plan(row: dict[str, Any], goal: float, plan: dict[str, Any]) -> None:
+    """A step's measured plan: its rounds (each meeting its internal target as the latency
+    model predicts it, no plan timed twice), the round kept being the step's counts, never
+    slower than the tolerance allows when a round that fast was timed."""
+    rounds, tol = row["plan_rounds"], plan["tolerance"]
+    assert 1 <= len(rounds) <= plan["max_rounds"] == structured_measure.PLAN_ROUNDS
+    assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1))
+    assert len({(tuple(r["kept_heads"]), tuple(r["kept_neurons"])) for r in rounds}) == len(rounds)
+    for r in rounds:
+        assert r["predicted_speedup"] >= r["internal_target_speedup"] * (1 - DP_BOUND)
+    kept = [r for r in rounds if r["chosen"]]
+    assert len(kept) == 1 and kept[0]["round"] == row["plan_round"]
+    assert kept[0]["kept_heads"] == row["kept_heads"]
+    assert kept[0]["kept_neurons"] == row["kept_neurons"]
+    assert row["plan_measured_speedup"] == kept[0]["measured_speedup"]
+    measured = [r["measured_speedup"] for r in rounds]
+    fast = [m for m in measured if m >= goal * (1 - tol)]
+    assert row["plan_met"] is bool(fast)
+    if fast:
+        assert row["plan_measured_speedup"] >= goal * (1 - tol)
+    else:
+        assert row["plan_measured_speedup"] == max(measured)
+    if row["plan_stopped"] == "within_tolerance":
+        assert abs(measured[-1] / goal - 1) <= tol
+
+
 def check_steps(st: dict[str, Any]) -> None:
-    """Each step reaches its target (predicted), and counts and kept heads only go down."""
+    """Each step's plan measured against its target, and counts and kept heads only go
+    down."""
     steps, n, target = st["per_step"], st["steps"], st["target_speedup"]
     assert [r["step"] for r in steps] == list(range(1, n + 1))
     assert st["step_targets"] == pytest.approx([target ** (k / n) for k in range(1, n + 1)])
     for row, goal in zip(steps, st["step_targets"], strict=True):
         assert row["target_speedup"] == pytest.approx(goal)
-        assert row["predicted_speedup"] >= goal * (1 - DP_BOUND)
+        check_plan(row, goal, st["plan_measurement"])
     for before, after in itertools.pairwise(steps):
         for key in ("kept_heads", "kept_neurons"):
             assert all(a <= b for a, b in zip(after[key], before[key], strict=True))
@@ -97,7 +124,7 @@ def check_steps(st: dict[str, Any]) -> None:
     final = st["final"]
     assert final["kept_heads"] == steps[-1]["kept_heads"]
     assert final["kept_neurons"] == steps[-1]["kept_neurons"]
-    assert final["predicted_speedup"] >= target * (1 - DP_BOUND)
+    assert final["plan_measured_speedup"] == steps[-1]["plan_measured_speedup"]
     assert 0 < final["removed_parameters"] < final["total_parameters"]
 
 
@@ -120,11 +147,17 @@ def check_removed_are_zero(model: Any, final: dict[str, Any]) -> None:
 
 
 def table_only(monkeypatch: pytest.MonkeyPatch, table: LatencyTable) -> None:
-    """A hand-made table alone prices the model (no whole graph timed): the allocation is then
-    checked against the table's own numbers."""
+    """A hand-made table alone prices the model (no whole graph timed) and a plan 'measures'
+    what the table predicts: the allocation is then checked against the table's own numbers."""
     monkeypatch.setattr(
         structured, "latency_model",
         lambda loaded, dense, model, layers, ctx: structured_plan.LatencyModel(table, layers),
+    )  # fmt: skip
+    monkeypatch.setattr(
+        structured, "plan_timer",
+        lambda loaded, dense, model, layers, ctx: structured_plan.LatencyModel(
+            table, layers
+        ).speedup,
     )  # fmt: skip
 
 
@@ -161,6 +194,15 @@ def test_a_structured_job_on_bert_reaches_its_target(tmp_path: Path) -> None:
     assert model["fixed_ms"] == pytest.approx(max(full - scale * blocks["full"], 0.0))
     check_steps(st)
     assert [r["recovery_steps"] for r in st["per_step"]] == [3, 3]  # 6 split evenly
+    # each step's metrics event: its number and its plan's measured speedup (the webhook's)
+    assert [(m["prune_step"], m["speedup"]) for m in rep.step_log] == [
+        (k, r["plan_measured_speedup"]) for k, r in enumerate(st["per_step"], 1)
+    ]
+    # each training stage's last step: fine-tuning (the 6 recovery steps still to come), and
+    # one recover stage of 6 steps over both recoveries
+    assert [(stage, d["step"], d["total_steps"], d["remaining_steps"])
+            for stage, d in rep.telemetry_log] == [("finetune_dense", 4, 4, 6),
+                                                   ("recover", 6, 6, 0)]  # fmt: skip
     assert [a["step"] for a in report["pruning"]["applied"]] == [0, 3]
     assert all("primary_metric" in a for a in report["pruning"]["applied"])
     assert report["training_steps"]["recover"] == 6
@@ -170,6 +212,11 @@ def test_a_structured_job_on_bert_reaches_its_target(tmp_path: Path) -> None:
     assert st["measured_over_predicted"] == pytest.approx(
         measured / st["final"]["predicted_speedup"]
     )
+    assert st["measured_over_plan"] == pytest.approx(measured / st["plan_measured_speedup"])
+    assert st["plan_measured_speedup"] == st["final"]["plan_measured_speedup"]
+    assert [(r["step"], r["round"]) for r in st["plan_rounds"]] == [
+        (row["step"], r["round"]) for row in st["per_step"] for r in row["plan_rounds"]
+    ]
     assert summary["parameters"] == report["compressed"]["parameters"]
     md = env["artifacts"]["report_md"][0].read_text(encoding="utf-8")
     assert "## Structured pruning" in md and "| step | target | predicted |" in md
@@ -206,6 +253,8 @@ def test_modernbert_steps_allocate_within_the_table_and_resume_the_same(
         assert row["predicted_speedup"] == pytest.approx(
             lm.speedup(row["kept_heads"], row["kept_neurons"])
         )
+        for r in row["plan_rounds"]:  # timed as the table predicts: nothing to correct
+            assert r["measured_speedup"] == pytest.approx(r["predicted_speedup"])
     check_removed_are_zero(packaged(whole, tmp_path / "whole" / "out"), st["final"])
 
     env = _modernbert_env(tmp_path / "resumed")
@@ -229,6 +278,47 @@ def test_modernbert_steps_allocate_within_the_table_and_resume_the_same(
     again = report["structured"]
     for key in ("kept_heads", "kept_neurons", "kept_head_indices", "predicted_speedup"):
         assert [r[key] for r in again["per_step"]] == [r[key] for r in st["per_step"]]
+
+
+FIRST_LATENCY_MODEL = ("layers", "dense_ms", "fixed_ms", "fixed_part", "best_speedup")
+
+
+def first_shape(record: dict[str, Any]) -> dict[str, Any]:
+    """A step checkpoint's record as 7ef8c49 wrote it: a latency model without measurements
+    or scale, no planning keys."""
+    old = {k: v for k, v in record.items() if k != "plan_measurement"}
+    old["latency_model"] = {k: record["latency_model"][k] for k in FIRST_LATENCY_MODEL}
+    old["per_step"] = [{k: v for k, v in r.items() if not k.startswith("plan_")}
+                       for r in record["per_step"]]  # fmt: skip
+    return old
+
+
+def test_a_job_resumed_from_a_first_shape_checkpoint_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step 1's checkpoint written by 7ef8c49's stage; the redelivered job plans step 2 and
+    its report (validated when it is written, in the package stage) holds both."""
+    env = _modernbert_env(tmp_path)
+    s = job(env, target_speedup=2.5, steps=2)
+    table_only(monkeypatch, _with_table(env, tmp_path, s))
+    original = structured.save_step
+
+    def save_old_then_die(ck: Any, pruned: Any, record: dict[str, Any], ctx: Any) -> None:
+        original(ck, pruned, first_shape(record), ctx)
+        raise RuntimeError("worker died after structured step 1")
+
+    monkeypatch.setattr(structured, "save_step", save_old_then_die)
+    with pytest.raises(RuntimeError, match="step 1"):
+        run_pipeline(s, ctx_for(env, tmp_path, MemoryReporter()))
+    monkeypatch.setattr(structured, "save_step", original)
+    run_pipeline(s, ctx_for(env, tmp_path, MemoryReporter()))
+    report = report_of(env)
+    assert report["resumed_from"]["prune_step"] == 1
+    st = report["structured"]
+    assert set(st["latency_model"]) == set(FIRST_LATENCY_MODEL)
+    assert "plan_round" not in st["per_step"][0] and st["per_step"][1]["plan_round"] >= 1
+    assert {r["step"] for r in st["plan_rounds"]} == {2}
+    assert st["final"]["plan_measured_speedup"] == st["per_step"][1]["plan_measured_speedup"]
 
 
 def test_an_unreachable_target_fails_the_job(
@@ -275,8 +365,11 @@ def test_with_layers_dropped_the_dense_model_stays_the_reference(tmp_path: Path)
                  "structured": {"calibration_batches": 2, "target_speedup": 1.05, "steps": 1}},
     )  # fmt: skip
     run_pipeline(s, ctx_for(env, tmp_path, MemoryReporter()))
-    model = report_of(env)["structured"]["latency_model"]
+    st = report_of(env)["structured"]
+    model = st["latency_model"]
     assert model["layers"] == 1
+    # the plan is timed against the 2-layer dense graph too: one layer less is faster
+    assert st["per_step"][0]["plan_measured_speedup"] > 1.0
     assert model["dense_ms"] == pytest.approx(model["measured_dense_ms"])
     # the 1-layer student's graph is timed apart from the 2-layer dense one, and is faster
     assert model["measured_student_ms"] < model["measured_dense_ms"]

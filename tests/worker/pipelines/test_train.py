@@ -12,6 +12,7 @@ from worker.compression import MagnitudeConfig, hold_masks, prune
 from worker.pipelines.architecture import prunable_targets
 from worker.pipelines.data import Example
 from worker.pipelines.tasks.classification import TASK as CLASSIFICATION
+from worker.pipelines.telemetry import StepSample
 from worker.pipelines.train import (
     DistillConfig,
     HoldMask,
@@ -154,3 +155,27 @@ def test_training_rewinds_the_learning_rate_at_the_given_steps(
     assert used == pytest.approx(expected)
     assert used[2] == pytest.approx(1e-3) and used[5] == pytest.approx(1e-3)  # steps 3, 6
     assert used[1] < used[0] and used[-1] == 0.0
+
+
+def test_telemetry_gets_each_steps_loss_rate_and_batch(tiny_model: Any, tokenizer: Any) -> None:
+    """The rate a step used (the schedule at that step, not the next), its loss (the last is
+    the result's) and its batch, the last one short; before on_step."""
+    samples: list[StepSample] = []
+    order: list[str] = []
+
+    def telemetry(s: StepSample) -> None:
+        samples.append(s)
+        order.append("telemetry")
+
+    cfg = TrainConfig(max_steps=4, batch_size=8, learning_rate=1e-3, warmup_ratio=0.5,
+                      max_length=16)  # fmt: skip
+    res = train(tiny_model, tokenizer, examples(12), cfg, CPU, telemetry=telemetry,
+                on_step=lambda d, t: order.append("on_step"))  # fmt: skip
+    assert [(s.step, s.total) for s in samples] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    schedule = linear_schedule(2, 4)
+    assert [s.learning_rate for s in samples] == pytest.approx(
+        [1e-3 * schedule(i) for i in range(4)]
+    )
+    assert [s.examples for s in samples] == [8, 4, 8, 4]  # 12 examples an epoch
+    assert all(math.isfinite(s.loss) for s in samples) and samples[-1].loss == res.last_loss
+    assert order == ["telemetry", "on_step"] * 4

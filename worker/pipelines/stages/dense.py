@@ -47,6 +47,7 @@ def stage_dense(loaded: Loaded, ctx: PipelineContext) -> Dense:
             ctx.device,
             task=loaded.task,
             on_step=on_step(ctx),
+            telemetry=ctx.reporter.train_meter(),
         )
         steps["finetune_dense"] = res.steps
     ctx.reporter.stage("evaluate_dense")

@@ -11,7 +11,7 @@ from worker.pipelines.context import PipelineContext
 from worker.pipelines.data import limit_splits
 from worker.pipelines.inference import EvalSet
 from worker.pipelines.models import LoadedModel, load_model
-from worker.pipelines.stages.plan import plan, wants_finetune
+from worker.pipelines.stages.plan import plan, training_steps, wants_finetune
 from worker.pipelines.tasks.base import Task, TaskData
 
 
@@ -57,7 +57,11 @@ def stage_load(spec: JobSpec, task: Task, ctx: PipelineContext) -> Loaded:
         task, tokenizer, data.dev, data.label_names, spec.dataset, spec.training.eval_batch_size
     )
     finetune = wants_finetune(spec, loaded.has_trained_head)
-    ctx.reporter.start(plan(spec, finetune=finetune, n_train=len(train_items)))
+    n_train = len(train_items)
+    ctx.reporter.start(
+        plan(spec, finetune=finetune, n_train=n_train),
+        steps=training_steps(spec, finetune=finetune, n_train=n_train),
+    )
     ctx.reporter.metrics(
         {
             "task": spec.task,

@@ -67,6 +67,24 @@ def recovers(spec: JobSpec, n_train: int) -> bool:
     return (prunes(spec) or spec.layers is not None) and recovery_steps(spec, n_train) > 0
 
 
+def qat_steps(spec: JobSpec, n_train: int) -> int:
+    """The `qat` stage's length: quantization.qat_steps, by default the recovery length."""
+    n = spec.quantization.qat_steps
+    return total_steps(n_train, train_config(spec, recovery=True)) if n is None else n
+
+
+def training_steps(spec: JobSpec, *, finetune: bool, n_train: int) -> dict[str, int]:
+    """The optimizer steps each training stage of the plan takes (telemetry's remaining
+    steps, and from them the API's time-left estimate)."""
+    names = {n for n, _ in plan(spec, finetune=finetune, n_train=n_train)}
+    steps = {
+        "finetune_dense": total_steps(n_train, train_config(spec, recovery=False)),
+        "recover": recovery_steps(spec, n_train),
+        "qat": qat_steps(spec, n_train),
+    }
+    return {n: v for n, v in steps.items() if n in names}
+
+
 def plan(spec: JobSpec, *, finetune: bool, n_train: int) -> list[tuple[str, float]]:
     names = ["load"]
     if finetune:

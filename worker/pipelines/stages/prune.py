@@ -5,9 +5,8 @@ is no recovery to prune during)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
@@ -40,19 +39,24 @@ class Pruned:
     prune_metric: dict[tuple[int, float], float] = field(default_factory=dict)
 
 
-def after_prune(
-    loaded: Loaded, pruned: Pruned, ctx: PipelineContext
-) -> Callable[[int, float], None]:
+class OnPruned(Protocol):
+    def __call__(self, step: int, sparsity: float, speedup: float | None = None) -> None: ...
+
+
+def after_prune(loaded: Loaded, pruned: Pruned, ctx: PipelineContext) -> OnPruned:
     """Records the primary dev metric (on at most STEP_EVAL_MAX examples) after a pruning
-    step."""
+    step; its event's `prune_step` (the step's number, 1, 2, ...) marks it as a pruning
+    step's (app.services.webhook_outbox: the `job.pruning_step` webhook)."""
     quick = loaded.evalset.head(STEP_EVAL_MAX)
 
-    def on_pruned(step: int, sparsity: float) -> None:
+    def on_pruned(step: int, sparsity: float, speedup: float | None = None) -> None:
         res = evaluate_model(quick, pruned.model, ctx.device)
         pruned.prune_metric[(step, sparsity)] = res.value
+        extra = {} if speedup is None else {"speedup": speedup}
         ctx.reporter.step_metrics(
-            {"step": step, "sparsity": sparsity, f"dev_{res.primary}": res.value}
-        )
+            {"step": step, "sparsity": sparsity, f"dev_{res.primary}": res.value,
+             "prune_step": len(pruned.masks.applied), **extra}
+        )  # fmt: skip
         log.info(
             "after pruning to %.3f at step %d: dev %s %.4f", sparsity, step, res.primary, res.value
         )

@@ -20,10 +20,10 @@ from worker.pipelines.context import PipelineContext
 from worker.pipelines.stages.checkpoints import Part, Saved
 from worker.pipelines.stages.dense import Dense
 from worker.pipelines.stages.load import Loaded
-from worker.pipelines.stages.plan import on_step, train_config
+from worker.pipelines.stages.plan import on_step, qat_steps, train_config
 from worker.pipelines.stages.quantize import Quantized
 from worker.pipelines.stages.recover import Recovered
-from worker.pipelines.train import DistillConfig, HoldMask, TrainCallback, total_steps, train
+from worker.pipelines.train import DistillConfig, HoldMask, TrainCallback, train
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,7 @@ def stage_qat(loaded: Loaded, dense: Dense, rec: Recovered, ctx: PipelineContext
 
     spec = loaded.spec
     cfg = train_config(spec, recovery=True)
-    n_steps = spec.quantization.qat_steps
-    if n_steps is None:
-        n_steps = total_steps(len(loaded.train_items), cfg)
+    n_steps = qat_steps(spec, len(loaded.train_items))
     ctx.reporter.stage("qat")
     qat_model = prepare(rec.model).to(ctx.device)
     callbacks: list[TrainCallback] = []
@@ -81,6 +79,7 @@ def stage_qat(loaded: Loaded, dense: Dense, rec: Recovered, ctx: PipelineContext
             steps=n_steps,
             teacher=dense.teacher if dist.enabled else None,
             distill=DistillConfig(dist.hardness, dist.temperature) if dist.enabled else None,
+            telemetry=ctx.reporter.train_meter(),
         )
         steps[QAT] = res.steps
     if hold is not None:

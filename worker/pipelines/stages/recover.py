@@ -34,6 +34,7 @@ from worker.pipelines.stages.plan import (
     train_config,
 )
 from worker.pipelines.stages.prune import Pruned, Pruner, after_prune
+from worker.pipelines.telemetry import StepSample
 from worker.pipelines.train import (
     DistillConfig,
     HoldMask,
@@ -95,6 +96,7 @@ def stage_recover(
             distill=DistillConfig(dist.hardness, dist.temperature) if dist.enabled else None,
             progress=progress,
             lr_restarts=lr_restarts,
+            telemetry=ctx.reporter.train_meter(),
         )
         steps["recover"] = res.steps
     pruned.masks.release()
@@ -118,6 +120,7 @@ def recover_held(
     *,
     seed: int,
     on_step: Callable[[int, int], None],
+    telemetry: Callable[[StepSample], None] | None = None,
 ) -> None:
     """`steps` recovery steps with the masks held (distilling as the spec says), from a fresh
     optimizer and schedule: method structured's recovery after each of its pruning steps."""
@@ -128,6 +131,7 @@ def recover_held(
         task=loaded.task, callbacks=[HoldMask(pruned.masks)], on_step=on_step, steps=steps,
         teacher=dense.teacher if dist.enabled else None,
         distill=DistillConfig(dist.hardness, dist.temperature) if dist.enabled else None,
+        telemetry=telemetry,
     )  # fmt: skip
 
 

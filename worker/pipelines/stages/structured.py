@@ -2,19 +2,22 @@
 neurons removed, layer by layer as a measured latency table allows, in `steps` gradual steps
 with recovery between them; it replaces `prune` and `recover` and closes the `compress` group.
 
-Step k of n aims at ``s_k = target_speedup ** (k / n)``: calibrate the (already pruned) model
-on `calibration_batches` training batches, take every layer's head and neuron levels, offer
-each layer its kept counts up to what it keeps now (normalised losses,
-``StructuredLevels.relative()``; latencies from the table), allocate within
-``speedup_budget(dense, s_k)``, apply (masks AND-ed with the held ones, so a structure removed
-stays removed), free the calibration, then recover (distilling as the spec says) for the
-step's share of the recovery budget with the masks held. Kept counts are read back from the
-masks, so they never grow.
+Step k of n aims at ``s_k = target_speedup ** (k / n)``, measured: calibrate the (already
+pruned) model on `calibration_batches` training batches, take every layer's head and neuron
+levels, offer each layer its kept counts up to what it keeps now (normalised losses,
+``StructuredLevels.relative()``; latencies from the latency model), allocate within
+``speedup_budget(dense, internal target)``, time the allocation's exact shapes against the
+dense graph and re-solve until the measured speedup is s_k (structured_measure: at most
+PLAN_ROUNDS rounds, within PLAN_TOLERANCE), apply the round kept (masks AND-ed with the held
+ones, so a structure removed stays removed), free the calibration, then recover (distilling as
+the spec says) for the step's share of the recovery budget with the masks held. Kept counts
+are read back from the masks, so they never grow.
 
 Latency model (structured_plan.LatencyModel): the block table of this host (cached under
 ``<work_dir>/latency``) prices each layer's attention and FFN at their kept counts; the dense
 model's whole ONNX graph, timed here at the table's shapes, is the reference (before layer
-dropping), and the student's graph less its layers' full blocks is the fixed part.
+dropping), and the student's graph less its layers' full blocks is the fixed part. It only
+proposes: each plan is then timed whole (its measured points refine the next proposals).
 
 Each completed step (pruning and recovery) writes a `prune_step` checkpoint: the model, the
 masks, and the record (per-step counts, the latency table used); a redelivered job continues
@@ -56,14 +59,24 @@ from worker.pipelines.structured_calibrate import (
     StructuredCalibration,
     layer_structures,
 )
+from worker.pipelines.structured_measure import (
+    PLAN_METHOD,
+    PLAN_ROUNDS,
+    PLAN_TOLERANCE,
+    GraphTimer,
+    Timer,
+    measured_choice,
+    minimal_copy,
+    prior_points,
+)
 from worker.pipelines.structured_plan import (
     FIXED_PART,
     LatencyModel,
-    choose,
+    calibration_options,
+    choose_from,
     kept_counts,
     latency_key,
     measured_graphs_seconds,
-    minimal_copy,
     options_of,
     unreachable,
 )
@@ -93,14 +106,20 @@ def _sparsity(masks: dict[str, Tensor]) -> float:
 
 
 def prune_step(
-    loaded: Loaded, pruned: Pruned, lm: LatencyModel, k: int, ctx: PipelineContext
-) -> dict[str, Any]:
-    """Step k's calibration, allocation and masks (held from here on); its report row."""
+    loaded: Loaded, pruned: Pruned, lm: LatencyModel, k: int, ctx: PipelineContext,
+    timer: Timer, prior: list[tuple[float, float]],
+) -> dict[str, Any]:  # fmt: skip
+    """Step k's calibration, measured allocation (`timer` times each plan; `prior`: earlier
+    steps' measured points) and masks (held from here on); its report row."""
     opts, state, model = options_of(loaded.spec), pruned.masks, pruned.model
     target = opts.target_speedup ** (k / opts.steps)
     cal = calibrate(loaded, model, k, ctx.device)
     now = kept_counts(cal.layers, state.masks)
-    heads, neurons, loss = choose(cal, lm, target, (now[0], now[1]))
+    options = calibration_options(cal, lm)
+    plan = measured_choice(
+        lambda t: choose_from(options, lm, t, (now[0], now[1])), lm, target, timer, prior=prior
+    )
+    heads, neurons, loss = plan.plan.heads, plan.plan.neurons, plan.plan.loss
     masks = apply_structure(model, cal, heads, neurons)
     cal.free()
     if state.masks:
@@ -108,12 +127,17 @@ def prune_step(
     state.set(masks)
     kept_h, kept_n, indices = kept_counts(cal.layers, masks)
     predicted = lm.latency(kept_h, kept_n)
-    log.info("structured step %d: target %.3fx, predicted %.3fx", k, target, lm.dense / predicted)
+    log.info(
+        "structured step %d: target %.3fx, predicted %.3fx, measured %.3fx (round %d of %d)",
+        k, target, lm.dense / predicted, plan.plan.measured_speedup, plan.plan.round,
+        len(plan.rounds),
+    )  # fmt: skip
     return {
         "step": k, "target_speedup": target, "calibration_tokens": cal.tokens,
         "calibration_batches": cal.batches, "kept_heads": kept_h, "kept_neurons": kept_n,
         "kept_head_indices": indices, "loss": loss, "predicted_latency_ms": 1000 * predicted,
         "predicted_speedup": lm.dense / predicted, "sparsity": _sparsity(masks),
+        **plan.as_row(),
     }  # fmt: skip
 
 
@@ -149,6 +173,17 @@ def latency_model(
     return LatencyModel(table, layers, measured_dense, measured_student, measured_minimal)
 
 
+def plan_timer(
+    loaded: Loaded, dense: Dense, model: nn.Module, layers: int, ctx: PipelineContext
+) -> Timer:
+    """Each plan of `model` timed as a compacted graph against the dense one (the graph the
+    export compares with), at the latency table's shapes on this host."""
+    reference = dense.model if len(layer_structures(dense.model)) != layers else model
+    key = latency_key(model, loaded.spec)
+    return GraphTimer(reference, model, loaded.tokenizer, key, loaded.task.outputs,
+                      ctx.scratch / "structured-plan")  # fmt: skip
+
+
 def _restored_model(record: dict[str, Any], layers: int) -> LatencyModel:
     lm = record["latency_model"]
     got = [lm.get(f"measured_{k}_ms") for k in ("dense", "student", "minimal")]
@@ -172,6 +207,9 @@ def new_record(spec: JobSpec, lm: LatencyModel) -> dict[str, Any]:
             "measured_minimal_ms": _ms(lm.measured_minimal),
             "best_speedup": lm.best_speedup if math.isfinite(lm.best_speedup) else None,
         },
+        "plan_measurement": {
+            "max_rounds": PLAN_ROUNDS, "tolerance": PLAN_TOLERANCE, "method": PLAN_METHOD,
+        },
         "per_step": [],
     }  # fmt: skip
 
@@ -193,24 +231,31 @@ def stage_structured(
         raise unreachable(opts.target_speedup, lm)
     split = recovery_split(spec, len(loaded.train_items))
     score = after_prune(loaded, pruned, ctx)
+    timer = plan_timer(loaded, dense, model, layers, ctx)
+    meter = None
     for k in range(len(record["per_step"]) + 1, opts.steps + 1):
-        row = prune_step(loaded, pruned, lm, k, ctx)
+        prior = prior_points(record["per_step"], lm)
+        row = prune_step(loaded, pruned, lm, k, ctx, timer, prior)
         row["train_step"] = at = sum(split[: k - 1])
         pruned.masks.applied.append((at, row["sparsity"]))
-        score(at, row["sparsity"])
+        score(at, row["sparsity"], speedup=row["plan_measured_speedup"])
         if split[k - 1] > 0:
             if ctx.reporter.current != "recover":
                 ctx.reporter.stage("recover")
+            if meter is None:  # one stage's telemetry; each recovery a segment of it (`at`),
+                meter = ctx.reporter.train_meter(total=sum(split))  # timed without the planning
 
             def on_step(done: int, total: int, k: int = k) -> None:
                 ctx.reporter.step((k - 1 + done / total) / n)
 
             seed = spec.training.seed + k - 1
-            recover_held(loaded, dense, pruned, split[k - 1], ctx, seed=seed, on_step=on_step)
+            recover_held(loaded, dense, pruned, split[k - 1], ctx, seed=seed, on_step=on_step,
+                         telemetry=meter.at(at))  # fmt: skip
         row["recovery_steps"] = split[k - 1]
         record["per_step"].append(row)
         save_step(ck, pruned, record, ctx)
     record["final"] = final_summary(model, lm, pruned.masks.masks)
+    record["final"]["plan_measured_speedup"] = record["per_step"][-1].get("plan_measured_speedup")
     pruned.masks.release()
     model.eval()
     steps = {"recover": sum(split)} if sum(split) else {}
