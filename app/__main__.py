@@ -1,6 +1,7 @@
 """`python -m app migrate` (alembic upgrade head), `python -m app serve` (uvicorn) and
-`python -m app create-api-key --tenant NAME [--admin]` (prints a new key, once, on stdout)
-and `python -m app reap [--loop]` (requeue jobs of lost workers, dispatch undispatched jobs)."""
+`python -m app create-api-key --tenant NAME [--admin]` (prints a new key, once, on stdout;
+a tenant's first webhook signing secret, once, on stderr) and `python -m app reap [--loop]`
+(requeue jobs of lost workers, dispatch undispatched jobs)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_api_key(argv: list[str]) -> int:
-    """The key is the only thing written to stdout; the tenant is created if missing."""
+    """The key is the only thing written to stdout; the tenant is created if missing. A
+    tenant without a webhook signing secret gets its first, shown once on stderr (labelled),
+    so that webhooks can be verified from its first job."""
     parser = argparse.ArgumentParser(
         prog="python -m app create-api-key", description="Issue an API key for a tenant."
     )
@@ -80,16 +83,25 @@ def create_api_key(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from app.db.session import get_sessionmaker
-    from app.services.api_keys import issue
+    from app.services.api_keys import issue_with_first_secret
 
     with get_sessionmaker()() as session:
         try:
-            issued = issue(session, args.tenant, admin=args.admin)
+            issued, secret = issue_with_first_secret(session, args.tenant, admin=args.admin)
         except ValueError as exc:
             parser.error(str(exc))
         session.commit()
+    if secret is not None:
+        print(f"{WEBHOOK_SECRET_LABEL} {secret}", file=sys.stderr)
     print(issued.token)
     return 0
+
+
+# The stderr line of create-api-key that carries a tenant's first webhook signing secret.
+WEBHOOK_SECRET_LABEL = (
+    "webhook signing secret (shown once; verify webhook deliveries with it; "
+    "POST /v1/webhook-secrets rotates it):"
+)
 
 
 def reap(argv: list[str]) -> int:

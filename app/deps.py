@@ -13,6 +13,8 @@ from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
@@ -20,7 +22,7 @@ from starlette.datastructures import Headers
 
 from app.admission_state import admitted_caller
 from app.db.session import get_session, get_sessionmaker
-from app.errors import Unauthenticated
+from app.errors import Unauthenticated, Unprocessable
 from app.services.api_keys import authenticate, parse
 from app.settings import Settings
 from app.tenancy import Caller
@@ -65,6 +67,33 @@ async def current_caller(
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {f.alias for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query_only(request: Request) -> None:
+    """A route dependency of the list endpoints: a query parameter the route does not declare
+    is a 422 naming it, not silently ignored (`?modle=x` would list every job)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _query_names(route.dependant)
+    for name in request.query_params:
+        if name not in allowed:
+            takes = ", ".join(sorted(allowed)) or "none"
+            raise Unprocessable(
+                f"unknown query parameter {name[:64]!r}; this endpoint takes: {takes}",
+                code="unknown_parameter", field=name[:64],
+            )  # fmt: skip
+
+
+# dependencies=[KnownQueryOnly] on a route.
+KnownQueryOnly = Depends(known_query_only)
 
 
 def presented_token(headers: Headers) -> str | None:

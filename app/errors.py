@@ -57,6 +57,14 @@ class Conflict(ApiError):
     title = "Conflict"
 
 
+class Gone(ApiError):
+    """The resource existed and was removed for good (an expired artifact)."""
+
+    status = 410
+    code = "gone"
+    title = "Gone"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"

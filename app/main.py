@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 
 from app.admission_state import AdmissionState
 from app.body_deadline import BodyDeadline
@@ -15,10 +16,12 @@ from app.concurrency import Admission
 from app.dashboard.router import router as dashboard_router
 from app.deps import KeySessions, default_key_sessions
 from app.openapi import install_openapi
+from app.openapi_docs import install_docs
 from app.problems import install_problem_handlers
 from app.request_context import RequestContext
 from app.routes import artifacts, datasets, health, jobs, metrics, models, webhooks
 from app.routes import recipes as recipes_routes
+from app.services.builtin_files import BuiltinsProbe
 from app.services.job_cache import JobCache
 from app.services.job_notify import JobChangeListener, libpq_url
 from app.services.key_cache import KeyCache
@@ -47,6 +50,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             listener.stop()
 
 
+async def to_dashboard(request: Request) -> RedirectResponse:
+    """GET /: a browser lands on the dashboard, which links the API docs."""
+    root = request.scope.get("root_path", "")
+    return RedirectResponse(f"{root}{dashboard_router.prefix}/", status_code=307)
+
+
 def create_app(
     settings: Settings | None = None, *, key_sessions: KeySessions = default_key_sessions
 ) -> FastAPI:
@@ -57,10 +66,13 @@ def create_app(
         title="Scalpel",
         version="0.1.0",
         description="Compression as a service for transformer models.",
+        docs_url=None,  # app.openapi_docs serves /docs and /redoc with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.api_key_cache_s)
     app.state.job_cache = JobCache(settings.job_cache_ttl_s)
+    app.state.builtins = BuiltinsProbe()
     install_problem_handlers(app)
     model_limit = settings.max_model_upload_bytes + FORM_OVERHEAD_BYTES
     dataset_limit = settings.max_dataset_upload_bytes + FORM_OVERHEAD_BYTES
@@ -95,7 +107,9 @@ def create_app(
     app.include_router(recipes_routes.router)
     app.include_router(webhooks.router, max_body_size=JSON_BODY_LIMIT_BYTES)
     app.include_router(dashboard_router)  # /dashboard: static page, no data
+    app.add_api_route("/", to_dashboard, methods=["GET"], include_in_schema=False)
     install_openapi(app)
+    install_docs(app)
     return app
 
 

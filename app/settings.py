@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,24 @@ class Settings(BaseSettings):
     webhook_max_age_s: float = Field(default=86400.0, gt=0)
     webhook_allow: list[Literal["loopback", "private", "link_local"]] = Field(default_factory=list)
     webhook_secret_grace_s: float = Field(default=86400.0, ge=0)
+    # The API's public base URL (http(s), no query or fragment, may end in a path prefix):
+    # webhook payloads then carry absolute links (artifacts_url); unset, the paths alone.
+    public_base_url: str | None = None
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, value: str | None) -> str | None:
+        """Blank is unset; the URL is kept without its trailing slash."""
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("PUBLIC_BASE_URL must be an http(s) URL with a host")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError("PUBLIC_BASE_URL must not have a query or a fragment")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("PUBLIC_BASE_URL must not hold credentials")
+        return value.strip().rstrip("/")
 
     # --- admission (slow clients, upload slots, liveness) ---
     # Uploads (POST /v1/models, /v1/datasets) admitted at once per API process, from their own
@@ -185,9 +204,14 @@ class Settings(BaseSettings):
     # Orphans (app.services.sweeper, run by the reaper every sweep_interval_s (0: off) and on
     # every `python -m app reap`): store objects no model, data set or artifact row names,
     # upload temporaries under work_dir/uploads, and the checkpoints and scratch of jobs that
-    # ended failed or canceled, each once older than sweep_grace_s.
+    # ended failed or canceled or were deleted, each once older than sweep_grace_s.
     sweep_interval_s: float = Field(default=3600.0, ge=0)
     sweep_grace_s: float = Field(default=6 * 3600.0, ge=60)
+    # Artifact retention (app.services.retention, on the sweeper's passes): the artifacts of a
+    # job that ended more than this many days ago have their files removed from the store and
+    # are marked expired (listed with expired_at; a download is a 410 `artifact_expired`).
+    # None (the default): kept for ever.
+    artifact_retention_days: float | None = Field(default=None, gt=0, le=100 * 365)
     # Event streams (GET /v1/jobs/{id}/events as text/event-stream) one API key may hold open
     # at once in one API process; one more is a 429 `too_many_streams` with Retry-After.
     events_streams_per_key: int = Field(default=8, ge=1, le=1000)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -33,6 +34,8 @@ BigIntPk = BigInteger().with_variant(Integer(), "sqlite")
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+# The webhook events a job sends when its submission names none (app.schemas.webhook_events).
+TERMINAL_WEBHOOK_EVENTS = ("job.succeeded", "job.failed", "job.canceled")
 
 
 class Tenant(Base):
@@ -87,7 +90,18 @@ class Job(Base):
         Index("ix_job_created_at_id", "created_at", "id"),
         Index("ix_job_status_created_at", "status", "created_at"),
         Index("ix_job_status_heartbeat_at", "status", "heartbeat_at"),
-    )
+        # The list filters (GET /v1/jobs?label=, ?model=, ?dataset=) and the in-use check of
+        # a model or data set deletion (migration 0009): GIN on PostgreSQL (a plain index on
+        # SQLite); the spec expressions on PostgreSQL only.
+        Index(
+            "ix_job_labels", "labels", postgresql_using="gin",
+            postgresql_ops={"labels": "jsonb_path_ops"},
+        ),
+        Index("ix_job_spec_model", text("(spec ->> 'model')")).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_job_spec_dataset", text("((spec -> 'dataset') ->> 'name')")
+        ).ddl_if(dialect="postgresql"),
+    )  # fmt: skip
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"), index=True)
@@ -104,6 +118,17 @@ class Job(Base):
         Boolean, default=False, server_default=false()
     )
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    # The event types sent to webhook_url (migration 0010; the terminal ones by default).
+    webhook_events: Mapped[list[str]] = mapped_column(
+        JsonType, default=lambda: list(TERMINAL_WEBHOOK_EVENTS),
+        server_default='["job.succeeded", "job.failed", "job.canceled"]',
+    )  # fmt: skip
+    # The caller's own name and labels for the job (app.schemas.jobs: JobSubmission). Labels
+    # are JSONB beside the row, not a side table: every job response carries them (the status
+    # read included) without a join, and `labels @> '{"k": "v", ...}'` matches any number of
+    # label filters with one GIN index lookup.
+    name: Mapped[str | None] = mapped_column(String(255))
+    labels: Mapped[dict[str, str]] = mapped_column(JsonType, default=dict, server_default="{}")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -172,6 +197,9 @@ class Artifact(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set when artifact_retention_days removed the file (app.services.retention): the row
+    # stays, so the job's listing says so and a download is a 410, not a missing file.
+    expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     job: Mapped[Job] = relationship(back_populates="artifacts")
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Artifact, Job
+from app.db.models import TERMINAL_STATUSES, Artifact, Job
 
 
 def add(session: Session, artifact: Artifact) -> Artifact:
@@ -29,3 +30,22 @@ def get(
 def for_job(session: Session, job_id: uuid.UUID) -> list[Artifact]:
     stmt = select(Artifact).where(Artifact.job_id == job_id)
     return list(session.scalars(stmt.order_by(Artifact.created_at, Artifact.kind)))
+
+
+def lock_expirable(session: Session, *, finished_before: datetime, limit: int) -> list[Artifact]:
+    """Artifacts not yet expired of jobs that ended before `finished_before`, oldest first,
+    locked FOR UPDATE SKIP LOCKED (two sweepers never take the same one)."""
+    ended = func.coalesce(Job.finished_at, Job.updated_at)
+    stmt = (
+        select(Artifact)
+        .join(Job, Job.id == Artifact.job_id)
+        .where(
+            Artifact.expired_at.is_(None),
+            Job.status.in_(sorted(TERMINAL_STATUSES)),
+            ended < finished_before,
+        )
+        .order_by(ended, Artifact.id)
+        .limit(limit)
+        .with_for_update(of=Artifact, skip_locked=True)
+    )
+    return list(session.scalars(stmt))

@@ -6,17 +6,19 @@ app.repositories.jobs, the reaper's app.repositories.recovery, the worker's work
 tests): it is registered on the JobEvent mapper when this module is imported, and every
 module that writes events imports it (app.db.session does too, so every session the
 application makes numbers them). An event written without it fails its insert (`seq` is NOT
-NULL) instead of going unnumbered. Imports only the models: no cycle with app.db.session."""
+NULL) instead of going unnumbered. Imports only the models: no cycle with app.db.session.
+
+`latest_telemetry` reads a job's newest `telemetry` event (app.services.job_eta's input)."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Uuid, bindparam, event
+from sqlalchemy import Uuid, bindparam, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapper
+from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.sql.expression import Executable
 
 from app.db.models import JobEvent, JobEventSeq
@@ -49,6 +51,20 @@ def next_seq(connection: Connection, job_id: uuid.UUID) -> int:
 def number_event(_mapper: Mapper[JobEvent], connection: Connection, target: JobEvent) -> None:
     """before_insert: the event's number, several events of one job in one flush included."""
     target.seq = next_seq(connection, target.job_id)
+
+
+# The (job_id, seq) unique index, read backwards: stops at the newest telemetry event.
+_LATEST_TELEMETRY = (
+    select(JobEvent)
+    .where(JobEvent.job_id == bindparam("job_id"), JobEvent.kind == "telemetry")
+    .order_by(JobEvent.seq.desc())
+    .limit(1)
+)
+
+
+def latest_telemetry(session: Session, job_id: uuid.UUID) -> JobEvent | None:
+    """The job's newest `telemetry` event, of any attempt."""
+    return session.scalars(_LATEST_TELEMETRY, {"job_id": job_id}).first()
 
 
 def install() -> None:

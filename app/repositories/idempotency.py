@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.db.models import IdempotencyKey
@@ -22,3 +22,17 @@ def add(session: Session, record: IdempotencyKey) -> IdempotencyKey:
     session.add(record)
     session.flush()
     return record
+
+
+def forget_resource(session: Session, tenant_id: uuid.UUID, resource_id: uuid.UUID) -> None:
+    """Remove the tenant's records whose stored response is the resource's (its body's `id`:
+    a job, model or data set created by a keyed POST), so that a retry of that POST after
+    the resource's deletion makes it anew rather than replaying a dead id."""
+    session.execute(
+        delete(IdempotencyKey)
+        .where(
+            IdempotencyKey.tenant_id == tenant_id,
+            IdempotencyKey.response_body["id"].as_string() == str(resource_id),
+        )
+        .execution_options(synchronize_session=False)
+    )

@@ -1,5 +1,6 @@
-"""What the registry names in the artifact store, and which jobs' work folders are dead:
-the queries of the sweeper (app.services.sweeper)."""
+"""What the registry names in the artifact store, and which jobs' work folders are dead (the
+job ended failed or canceled, or has no row: deleted): the queries of the sweeper
+(app.services.sweeper)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def _named() -> CompoundSelect[tuple[str]]:
     return union(
         select(UploadedModel.storage_key.label("key")),
         select(UploadedDataset.storage_key.label("key")),
-        select(Artifact.storage_key.label("key")),
+        # An expired artifact's row stays (app.services.retention), but names no file.
+        select(Artifact.storage_key.label("key")).where(Artifact.expired_at.is_(None)),
     )
 
 
@@ -30,7 +32,10 @@ def named_keys(session: Session) -> set[str]:
 
 def is_named(session: Session, key: str) -> bool:
     for column in (UploadedModel.storage_key, UploadedDataset.storage_key, Artifact.storage_key):
-        if session.scalar(select(column).where(column == key).limit(1)) is not None:
+        stmt = select(column).where(column == key)
+        if column is Artifact.storage_key:
+            stmt = stmt.where(Artifact.expired_at.is_(None))
+        if session.scalar(stmt.limit(1)) is not None:
             return True
     return False
 
@@ -47,3 +52,16 @@ def dead_jobs(
         func.coalesce(Job.finished_at, Job.updated_at) < finished_before,
     )
     return set(session.scalars(stmt))
+
+
+def without_row(session: Session, job_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `job_ids` that no job row has (deleted jobs)."""
+    if not job_ids:
+        return set()
+    have = set(session.scalars(select(Job.id).where(Job.id.in_(list(job_ids)))))
+    return set(job_ids) - have
+
+
+def has_jobs(session: Session) -> bool:
+    """Whether the registry holds any job at all."""
+    return session.scalar(select(Job.id).limit(1)) is not None

@@ -61,6 +61,25 @@ def for_job(session: Session, job_id: uuid.UUID) -> list[WebhookDelivery]:
     return list(session.scalars(stmt))
 
 
+def lock_for_job(session: Session, job_id: uuid.UUID) -> list[WebhookDelivery]:
+    """The job's deliveries, each locked FOR UPDATE (a job deletion's check: a redelivery,
+    or a dispatcher recording an attempt, waits for the deletion and then finds none)."""
+    stmt = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.job_id == job_id)
+        .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+        .with_for_update()
+    )
+    return list(session.scalars(stmt))
+
+
+def lock(session: Session, delivery_id: uuid.UUID) -> bool:
+    """Lock the delivery's row FOR UPDATE; False when it is gone (its job was deleted). A
+    deletion of its job under way is waited for."""
+    stmt = select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id).with_for_update()
+    return session.scalar(stmt) is not None
+
+
 def get_for_job(
     session: Session, job_id: uuid.UUID, delivery_id: uuid.UUID, *, for_update: bool = False
 ) -> WebhookDelivery | None:

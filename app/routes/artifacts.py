@@ -7,16 +7,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
-from app.deps import CallerDep, SessionDep, SettingsDep
+from app.deps import CallerDep, KnownQueryOnly, SessionDep, SettingsDep
 from app.openapi import problems
+from app.routes.params import ArtifactId, JobId
 from app.schemas.artifacts import ArtifactList, ArtifactOut
 from app.services import artifacts as service
 
 router = APIRouter(tags=["artifacts"])
 
 
-@router.get("/v1/jobs/{job_id}/artifacts", response_model=ArtifactList, responses=problems(404))
-def job_artifacts(job_id: str, session: SessionDep, caller: CallerDep) -> ArtifactList:
+@router.get(
+    "/v1/jobs/{job_id}/artifacts", response_model=ArtifactList, responses=problems(404),
+    dependencies=[KnownQueryOnly],
+)  # fmt: skip
+def job_artifacts(job_id: JobId, session: SessionDep, caller: CallerDep) -> ArtifactList:
+    """Expired artifacts (past the retention setting) are listed with `expired_at`."""
     return ArtifactList(items=[ArtifactOut.of(a) for a in service.for_job(session, job_id, caller)])
 
 
@@ -31,13 +36,13 @@ RANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Range not satisfiable (Content-Range: bytes */size)",
         "content": {"text/plain": {}},
     },
-    **problems(404),
+    **problems(404, 410),
 }
 
 
 @router.head(
     DOWNLOAD_PATH, operation_id="head_artifact", response_class=FileResponse,
-    responses=RANGE_RESPONSES,
+    responses={**RANGE_RESPONSES, **problems(422)}, dependencies=[KnownQueryOnly],
 )  # fmt: skip
 @router.get(
     DOWNLOAD_PATH,
@@ -50,14 +55,19 @@ RANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
             "after S3_PRESIGN_EXPIRY_S); `?redirect=false` streams it through instead",
         },
         **RANGE_RESPONSES,
+        **problems(422),
     },
+    dependencies=[KnownQueryOnly],
 )
 def download_artifact(
-    artifact_id: str,
+    artifact_id: ArtifactId,
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[
+        str | None,
+        Header(description="ETags held (the file's is its quoted sha256): 304 on a match."),
+    ] = None,
     range: Annotated[
         str | None, Header(description="`bytes=start-end`; FileResponse reads it.")
     ] = None,

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from app.catalog import DEFAULT_TASK, TaskName
-from app.deps import CallerDep, SessionDep, SettingsDep
+from app.deps import CallerDep, KnownQueryOnly, SessionDep, SettingsDep
 from app.idempotency import IdempotencyKeyHeader, respond
 from app.openapi import problems
+from app.routes.params import DatasetId, Limit, PageToken
 from app.schemas.uploads import DatasetOut, DatasetPage
 from app.services import datasets as service
+from app.services import deletion
 from app.services.idempotency import upload_sha256
 from app.services.task_uploads import SchemeField
 
@@ -35,7 +37,13 @@ def upload_dataset(
     settings: SettingsDep,
     caller: CallerDep,
     task: Annotated[TaskName, Form(description="The task the data set serves.")] = DEFAULT_TASK,
-    name: Annotated[str | None, Form(max_length=255)] = None,
+    name: Annotated[
+        str | None,
+        Form(
+            max_length=255,
+            description="The data set's name (default: the file name, less its extension).",
+        ),
+    ] = None,
     text_columns: Annotated[
         str | None, Form(max_length=512, description="Comma separated; one or two columns.")
     ] = None,
@@ -59,7 +67,10 @@ def upload_dataset(
         SchemeField | None,
         Form(description="token_classification: IOB1, IOB2 or auto (detected; the default)."),
     ] = None,
-    format: Annotated[Literal["csv", "tsv", "jsonl", "conll", "squad"] | None, Form()] = None,
+    format: Annotated[
+        Literal["csv", "tsv", "jsonl", "conll", "squad"] | None,
+        Form(description="The file's format, one of its task's (default: its file name's suffix)."),
+    ] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     filename = file.filename or "dataset"
@@ -81,18 +92,28 @@ def upload_dataset(
     )  # fmt: skip
 
 
-@router.get("", response_model=DatasetPage, responses=problems(422))
+@router.get("", response_model=DatasetPage, responses=problems(422), dependencies=[KnownQueryOnly])
 def list_datasets(
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    page_token: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Limit = None,
+    page_token: PageToken = None,
 ) -> DatasetPage:
     items, token = service.list_datasets(session, settings, caller, limit, page_token)
     return DatasetPage(items=[DatasetOut.of(d) for d in items], next_page_token=token)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=problems(404))
-def get_dataset(dataset_id: str, session: SessionDep, caller: CallerDep) -> DatasetOut:
+def get_dataset(dataset_id: DatasetId, session: SessionDep, caller: CallerDep) -> DatasetOut:
     return DatasetOut.of(service.get(session, dataset_id, caller))
+
+
+@router.delete("/{dataset_id}", status_code=204, responses=problems(404, 409))
+def delete_dataset(
+    dataset_id: DatasetId, session: SessionDep, settings: SettingsDep, caller: CallerDep
+) -> Response:
+    """The data set and its file. While a queued or running job uses it: a 409
+    `dataset_in_use` naming the job. Finished jobs that used it keep their records."""
+    deletion.delete_dataset(session, settings, dataset_id, caller)
+    return Response(status_code=204)

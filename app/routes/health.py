@@ -1,4 +1,5 @@
-"""/healthz (liveness: the process can serve) and /readyz (database and broker reachable)."""
+"""/healthz (liveness: the process can serve) and /readyz (database and broker reachable;
+which built-in models and data sets are installed)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from app.admission_state import AdmissionState
 from app.deps import SessionDep, SettingsDep
 from app.openapi import problems
 from app.schemas.health import Health, Readiness
+from app.services.builtin_files import BuiltinsProbe
 from app.services.health import liveness, readiness
 
 router = APIRouter(tags=["health"])
@@ -23,5 +25,8 @@ async def healthz(request: Request, settings: SettingsDep) -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses=problems(503))
-def readyz(session: SessionDep) -> Readiness:
-    return Readiness(checks=readiness(session))
+def readyz(request: Request, session: SessionDep, settings: SettingsDep) -> Readiness:
+    """503 `not_ready` when the database or the broker is down; `builtins` lists each
+    built-in model and data set and whether this server has its files."""
+    probe: BuiltinsProbe = request.app.state.builtins
+    return Readiness(checks=readiness(session), builtins=probe.get(settings.data_dir))

@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, list, read, events, cancel."""
+"""/v1/jobs: submit, list (filtered), read, events, cancel, delete."""
 
 from __future__ import annotations
 
@@ -6,16 +6,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
-from app.deps import CallerDep, SessionDep, SessionFactoryDep, SettingsDep
+from app.db.models import JOB_STATUSES
+from app.deps import CallerDep, KnownQueryOnly, SessionDep, SessionFactoryDep, SettingsDep
 from app.idempotency import IdempotencyKeyHeader, respond
 from app.openapi import problems
-from app.schemas.job_spec import JobSpec
-from app.schemas.jobs import JobEventOut, JobEventPage, JobOut, JobPage, JobStatus
+from app.routes.params import JobId, Limit, PageToken
+from app.schemas.job_submission import JobDryRun, JobSubmission
+from app.schemas.jobs import JobEventOut, JobEventPage, JobOut, JobPage
+from app.services import deletion
 from app.services import event_stream as sse
+from app.services import job_submission as submission
 from app.services import jobs as service
 from app.services.idempotency import json_sha256
 from app.services.job_cache import JobCache
+from app.services.job_filters import job_filter
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 KEEP_PARTIAL = (
@@ -34,42 +40,94 @@ SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=problems(404, 409, 422))
+DRY_RUN = (
+    "Run every check of the submission and answer 200 with the spec as it would be stored and "
+    "the memory and time estimates (with what they are made of), without creating the job, "
+    "queueing it or using the Idempotency-Key. A spec the submission would refuse gets the "
+    "same 422."
+)
+DRY_RUN_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobDryRun, "description": "dry_run=true: what the submission would do."}
+}
+
+
+@router.post(
+    "", status_code=202, response_model=JobOut,
+    responses={**DRY_RUN_RESPONSE, **problems(404, 409, 422)}, dependencies=[KnownQueryOnly],
+)  # fmt: skip
 def submit_job(
-    spec: JobSpec,
+    spec: JobSubmission,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
     idempotency_key: IdempotencyKeyHeader = None,
+    dry_run: Annotated[bool, Query(description=DRY_RUN)] = False,
 ) -> Response:
+    if dry_run:
+        out = submission.dry_run(session, spec, settings, caller)
+        return JSONResponse(out.model_dump(mode="json"), status_code=200)
     return respond(
         session, caller, request, idempotency_key, status=202,
-        body_sha256=lambda: json_sha256(spec.model_dump(mode="json")),
-        run=lambda: JobOut.of(service.submit(session, spec, settings, caller)),
+        body_sha256=lambda: json_sha256(spec.fingerprint()),
+        run=lambda: submission.submit(session, spec, settings, caller),
         headers=lambda body: {"Location": f"/v1/jobs/{body['id']}"},
     )  # fmt: skip
 
 
 # The two polling reads are async, their database work on the threadpool: a sync route would
 # take a second thread hop to validate its response.
-@router.get("", response_model=JobPage, responses=problems(422))
+@router.get("", response_model=JobPage, responses=problems(422), dependencies=[KnownQueryOnly])
 async def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    page_token: Annotated[str | None, Query(max_length=512)] = None,
-    status: JobStatus | None = None,
+    limit: Limit = None,
+    page_token: PageToken = None,
+    status: Annotated[
+        list[str] | None,
+        Query(
+            description=f"One of {', '.join(JOB_STATUSES)}; repeat for any of several.",
+            json_schema_extra={"items": {"type": "string", "enum": list(JOB_STATUSES)}},
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="spec.model.")
+    ] = None,
+    dataset: Annotated[
+        str | None, Query(min_length=1, max_length=255, description="spec.dataset.name.")
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="`name` (any version) or `name@version`."),
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        Query(description="`key=value`; repeat for several, all of which must match."),
+    ] = None,
+    created_after: Annotated[
+        str | None, Query(max_length=64, description="RFC 3339 date-time; inclusive.")
+    ] = None,
+    created_before: Annotated[
+        str | None, Query(max_length=64, description="RFC 3339 date-time; exclusive.")
+    ] = None,
 ) -> JobPage:
+    """Newest first; every filter given must match. A page token goes on from where its
+    page ended (give it the same filters)."""
+    where = job_filter(
+        status=status, model=model, dataset=dataset, recipe=recipe, label=label,
+        created_after=created_after, created_before=created_before,
+    )  # fmt: skip
     return await run_in_threadpool(
         service.list_page, session, settings, caller, limit=limit, page_token=page_token,
-        status=status,
+        where=where,
     )  # fmt: skip
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=problems(404))
-async def get_job(job_id: str, request: Request, session: SessionDep, caller: CallerDep) -> JobOut:
+async def get_job(
+    job_id: JobId, request: Request, session: SessionDep, caller: CallerDep
+) -> JobOut:
     cache: JobCache = request.app.state.job_cache
     return await cache.read_through(
         service.parse_id(job_id), caller,
@@ -81,9 +139,10 @@ async def get_job(job_id: str, request: Request, session: SessionDep, caller: Ca
     "/{job_id}/events",
     response_model=JobEventPage,
     responses={**SSE_RESPONSE, **problems(404, 422, 429)},
+    dependencies=[KnownQueryOnly],
 )
 def job_events(
-    job_id: str,
+    job_id: JobId,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -93,7 +152,7 @@ def job_events(
         int | None,
         Query(ge=0, le=2**63 - 1, description="Return the job's events after this event id."),
     ] = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
+    limit: Limit = None,
     last_event_id: Annotated[
         int | None,
         Header(alias="Last-Event-ID", ge=0, le=2**63 - 1, description="SSE: resume after it."),
@@ -111,16 +170,36 @@ def job_events(
 @router.post(
     "/{job_id}/cancel",
     response_model=JobOut,
-    responses={202: {"model": JobOut, "description": "Cancel requested"}, **problems(404, 409)},
+    responses={
+        202: {"model": JobOut, "description": "Cancel requested"},
+        **problems(404, 409, 422),
+    },
+    dependencies=[KnownQueryOnly],
 )
 def cancel_job(
-    job_id: str,
+    job_id: JobId,
     session: SessionDep,
+    settings: SettingsDep,
     caller: CallerDep,
     response: Response,
     keep_partial_artifacts: Annotated[bool, Query(description=KEEP_PARTIAL)] = False,
 ) -> JobOut:
     """A queued job is canceled at once (200); a running one stops at its next step (202)."""
-    job = service.cancel(session, job_id, caller, keep_partial_artifacts=keep_partial_artifacts)
+    job = service.cancel(
+        session, job_id, caller, keep_partial_artifacts=keep_partial_artifacts,
+        base_url=settings.public_base_url,
+    )  # fmt: skip
     response.status_code = 200 if job.status == "canceled" else 202
     return JobOut.of(job)
+
+
+@router.delete("/{job_id}", status_code=204, responses=problems(404, 409))
+def delete_job(
+    job_id: JobId, session: SessionDep, settings: SettingsDep, caller: CallerDep
+) -> Response:
+    """A finished job (succeeded, failed or canceled), with its events, artifacts (their files
+    too) and work folders. A queued or running job is a 409 `job_active`: cancel it first,
+    and delete it once it has stopped. While one of its webhook deliveries is still to be
+    sent: a 409 `webhook_pending` saying when to retry (Retry-After)."""
+    deletion.delete_job(session, settings, job_id, caller)
+    return Response(status_code=204)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.deps import CallerDep, SessionDep, SettingsDep
+from app.deps import CallerDep, KnownQueryOnly, SessionDep, SettingsDep
 from app.openapi import problems
+from app.routes.params import DeliveryId, JobId
 from app.schemas.webhooks import (
     WebhookDeliveryList,
     WebhookDeliveryOut,
@@ -22,8 +23,9 @@ router = APIRouter(tags=["webhooks"])
     "/v1/jobs/{job_id}/webhook-deliveries",
     response_model=WebhookDeliveryList,
     responses=problems(404),
+    dependencies=[KnownQueryOnly],
 )
-def list_deliveries(job_id: str, session: SessionDep, caller: CallerDep) -> WebhookDeliveryList:
+def list_deliveries(job_id: JobId, session: SessionDep, caller: CallerDep) -> WebhookDeliveryList:
     """The job's webhook messages, each with every attempt made to deliver it."""
     items = service.deliveries(session, job_id, caller)
     return WebhookDeliveryList(items=[WebhookDeliveryOut.of(d) for d in items])
@@ -36,7 +38,7 @@ def list_deliveries(job_id: str, session: SessionDep, caller: CallerDep) -> Webh
     responses=problems(404),
 )
 def redeliver(
-    job_id: str, delivery_id: str, session: SessionDep, caller: CallerDep
+    job_id: JobId, delivery_id: DeliveryId, session: SessionDep, caller: CallerDep
 ) -> WebhookDeliveryOut:
     """Queue the message to be sent again now (same webhook-id)."""
     delivery = service.redeliver(session, job_id, delivery_id, caller)
@@ -57,7 +59,10 @@ def rotate_secret(
     )  # fmt: skip
 
 
-@router.get("/v1/webhook-secrets", response_model=WebhookSecretList)
+@router.get(
+    "/v1/webhook-secrets", response_model=WebhookSecretList, responses=problems(422),
+    dependencies=[KnownQueryOnly],
+)  # fmt: skip
 def list_secrets(session: SessionDep, caller: CallerDep) -> WebhookSecretList:
     """The tenant's secrets, valid and expired: metadata only, never the secret."""
     items = service.list_secrets(session, caller)

@@ -7,28 +7,43 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
-    ConfigDict,
+    BeforeValidator,
     Field,
     UrlConstraints,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from app import recipes
 from app.catalog import BUILTIN_DATASETS, BUILTIN_MODELS, DEFAULT_TASK, TaskName
-from app.schemas.common import StrictModel
+from app.schemas.common import SpecModel
+from app.schemas.pruning_spec import (
+    MAX_SPARSITY,
+    GradualSchedule,
+    OBertSpec,
+    OneShotSchedule,
+    PruningSpec,
+    Schedule,
+    Sparsity,
+    StructuredSpec,
+)
 
-__all__ = ["BUILTIN_DATASETS", "BUILTIN_MODELS", "JobSpec"]
+__all__ = [
+    "BUILTIN_DATASETS",
+    "BUILTIN_MODELS",
+    "MAX_SPARSITY",
+    "GradualSchedule",
+    "JobSpec",
+    "OBertSpec",
+    "OneShotSchedule",
+    "PruningSpec",
+    "Schedule",
+    "Sparsity",
+    "SpecModel",
+    "StructuredSpec",
+]
 # job.webhook_url and webhook_delivery.url are String(2048).
 MAX_URL_LENGTH = 2048
-
-
-class SpecModel(StrictModel):
-    """Strict JSON types: an integer field takes only a JSON integer (not "2", true or 2.0), a
-    number field an integer or a float (not "0.5" or true), a boolean only true or false."""
-
-    model_config = ConfigDict(strict=True)
 
 
 def _stored_length(url: AnyHttpUrl) -> AnyHttpUrl:
@@ -42,6 +57,11 @@ def _stored_length(url: AnyHttpUrl) -> AnyHttpUrl:
 WebhookUrl = Annotated[
     AnyHttpUrl, UrlConstraints(max_length=MAX_URL_LENGTH), AfterValidator(_stored_length)
 ]
+
+
+def _dataset_by_name(value: Any) -> Any:
+    """A data set given by its name alone: "sst2" is {"name": "sst2"}."""
+    return {"name": value} if isinstance(value, str) else value
 
 
 # Dataset options that belong to one task each: app.services.jobs refuses one in another
@@ -65,41 +85,65 @@ class DatasetSpec(SpecModel):
         max_length=64,
     )
     text_columns: list[str] | None = Field(
-        default=None, min_length=1, max_length=2, description="One column, or two for pairs."
+        default=None, min_length=1, max_length=2,
+        description="The text columns: one, or two for pairs (default: the data set's own).",
+        examples=[["sentence"], ["premise", "hypothesis"]],
+    )  # fmt: skip
+    label_column: str | None = Field(
+        default=None,
+        description="The label column (default: the data set's own).",
+        examples=["label"],
     )
-    label_column: str | None = None
-    max_train_examples: int | None = Field(default=None, ge=8, le=10_000_000)
-    max_eval_examples: int | None = Field(default=None, ge=8, le=1_000_000)
+    max_train_examples: int | None = Field(
+        default=None, ge=8, le=10_000_000,
+        description="Train on at most this many training examples, a subsample seeded by "
+        "training.seed (default: all of them).",
+        examples=[4000],
+    )  # fmt: skip
+    max_eval_examples: int | None = Field(
+        default=None, ge=8, le=1_000_000,
+        description="Score on at most this many dev examples, a seeded subsample (default: "
+        "all of them).",
+        examples=[500],
+    )  # fmt: skip
     max_length: int = Field(
-        default=128, ge=8, le=512, description="Tokens per row (question answering: 384)."
-    )
+        default=128, ge=8, le=512, description="Tokens per row (question answering: 384).",
+        examples=[64],
+    )  # fmt: skip
     # question_answering
     doc_stride: int | None = Field(
         default=None, ge=1, le=512,
         description="question_answering: tokens of overlap between a context's windows (128, "
         "or a third of a shorter window); at most half of max_length.",
+        examples=[64],
     )  # fmt: skip
     max_answer_length: int | None = Field(
         default=None, ge=1, le=512,
         description="question_answering: the longest answer span predicted, in tokens (30).",
+        examples=[30],
     )  # fmt: skip
     # token_classification
     tag_column: str | None = Field(
         default=None, min_length=1, max_length=255,
         description="token_classification: the JSONL field (`tags`) or CoNLL column (the "
         "last) of the tags.",
+        examples=["tags"],
     )  # fmt: skip
     tag_scheme: Literal["auto", "IOB1", "IOB2"] | None = Field(
-        default=None, description="token_classification: the tags' scheme (auto: detected)."
+        default=None,
+        description="token_classification: the tags' scheme (auto: detected).",
+        examples=["IOB2"],
     )
     # regression
     score_column: str | None = Field(
         default=None, min_length=1, max_length=255,
         description="regression: the column of float targets (`score`, else `label`).",
+        examples=["score"],
     )  # fmt: skip
     score_range: list[float] | None = Field(
         default=None, min_length=2, max_length=2,
         description="regression: [low, high]; every score must lie in it.",
+        examples=[[0.0, 5.0]],
     )  # fmt: skip
 
     @model_validator(mode="after")
@@ -115,180 +159,104 @@ class DatasetSpec(SpecModel):
         return self
 
 
-class OneShotSchedule(SpecModel):
-    kind: Literal["oneshot"] = "oneshot"
-
-
-class GradualSchedule(SpecModel):
-    """Cubic schedule from init_sparsity to the target over `epochs` or `steps` of training."""
-
-    kind: Literal["gradual"]
-    epochs: float | None = Field(default=None, gt=0, le=100)
-    steps: int | None = Field(default=None, ge=1, le=10_000_000)
-    pruning_steps: int = Field(default=4, ge=1, le=1000)
-    init_sparsity: float = Field(default=0.0, ge=0.0, le=0.99)
-    lr_rewind: bool = Field(
-        default=False,
-        description="Learning-rate rewinding: back to the full rate at each pruning step, "
-        "decaying linearly to the next one (and to the end of recovery after the last).",
-    )
-
-    @model_validator(mode="after")
-    def _epochs_or_steps(self) -> GradualSchedule:
-        if (self.epochs is None) == (self.steps is None):
-            raise ValueError("give exactly one of 'epochs' or 'steps'")
-        return self
-
-
-Schedule = Annotated[OneShotSchedule | GradualSchedule, Field(discriminator="kind")]
-
-
-class OBertSpec(SpecModel):
-    """oBERT knobs; None means the worker's CPU-friendly default."""
-
-    num_grads: int | None = Field(default=None, ge=1, le=65_536)
-    block_size: int | None = Field(default=None, ge=1, le=512)
-    damp: float | None = Field(default=None, gt=0, le=1.0)
-    num_recomputations: int = Field(default=1, ge=1, le=64)
-    grad_batch_size: int | None = Field(default=None, ge=1, le=512)
-
-
-class StructuredSpec(SpecModel):
-    """Structured second-order pruning (ZipLM): attention heads, FFN neurons and whole modules
-    removed from the matrices, as many per layer as a measured latency target allows."""
-
-    target_speedup: float = Field(
-        default=2.0, gt=1.0, le=20.0,
-        description="Dense latency / compressed latency, both measured in `runtime` (fp32) at "
-        "latency_batch_size x dataset.max_length and the worker's threads. A target the "
-        "model cannot reach (its fastest allocation is slower) fails the job.",
-    )  # fmt: skip
-    runtime: Literal["onnxruntime-cpu"] = Field(
-        default="onnxruntime-cpu", description="Where the latency table is measured."
-    )
-    steps: int = Field(
-        default=3, ge=1, le=20,
-        description="Gradual pruning: step k aims at target_speedup ** (k / steps), with "
-        "distillation and recovery between steps; 1 is one-shot.",
-    )  # fmt: skip
-    calibration_batches: int = Field(
-        default=16, ge=1, le=1024,
-        description="Training batches whose layer inputs calibrate each step.",
-    )  # fmt: skip
-    damp: float = Field(
-        default=0.01, gt=0, le=1.0,
-        description="Dampening of X^T X, relative to the mean of its diagonal.",
-    )  # fmt: skip
-    latency_batch_size: Literal[1, 32] = Field(
-        default=1,
-        description="The batch size the latency table is measured at: 1 or 32, the two the "
-        "export measures the result at (so the measured speedup is reported beside the "
-        "predicted one).",
-    )
-
-
-_OWN_STEPS = (
-    "method 'structured' has its own schedule and options: pruning.structured.steps (1 is "
-    "one-shot), .calibration_batches and .damp"
-)
-
-
-class PruningSpec(SpecModel):
-    method: Literal["magnitude", "obert", "structured", "none"] = Field(
-        default="magnitude",
-        description="magnitude or obert: unstructured or block sparsity (pruning.sparsity); "
-        "structured: heads, FFN neurons and whole modules removed to reach "
-        "pruning.structured.target_speedup (sparsity, structure, scope and schedule do not apply).",
-    )
-    sparsity: float = Field(default=0.5, ge=0.0, le=0.99)
-    structure: Literal["unstructured", "block4"] = "unstructured"
-    scope: Literal["global", "layerwise"] = "global"
-    schedule: Schedule = Field(default_factory=OneShotSchedule)
-    obert: OBertSpec | None = None
-    structured: StructuredSpec | None = Field(
-        default=None,
-        description="method structured's options (absent or null: the defaults).",
-        examples=[{"target_speedup": 2.0, "steps": 3}],
-    )
-
-    # Field validators run in declaration order, after `method`: they can name their field.
-    @field_validator("schedule")
-    @classmethod
-    def _schedule_fits_method(
-        cls, schedule: OneShotSchedule | GradualSchedule, info: ValidationInfo
-    ) -> OneShotSchedule | GradualSchedule:
-        if isinstance(schedule, GradualSchedule) and info.data.get("method") == "structured":
-            raise ValueError(f"a gradual schedule does not apply; {_OWN_STEPS}")
-        return schedule
-
-    @field_validator("obert")
-    @classmethod
-    def _obert_fits_method(cls, obert: OBertSpec | None, info: ValidationInfo) -> OBertSpec | None:
-        method = info.data.get("method")
-        if obert is not None and method == "structured":
-            raise ValueError(f"'obert' options do not apply; {_OWN_STEPS}")
-        if obert is not None and method not in (None, "obert"):
-            raise ValueError("'obert' options are only valid with method 'obert'")
-        return obert
-
-    @field_validator("structured")
-    @classmethod
-    def _structured_fits_method(
-        cls, structured: StructuredSpec | None, info: ValidationInfo
-    ) -> StructuredSpec | None:
-        method = info.data.get("method")
-        if structured is not None and method not in (None, "structured"):
-            raise ValueError("'structured' options are only valid with method 'structured'")
-        return structured
-
-    @model_validator(mode="after")
-    def _consistent(self) -> PruningSpec:
-        if (
-            isinstance(self.schedule, GradualSchedule)
-            and self.schedule.init_sparsity > self.sparsity
-        ):
-            raise ValueError("schedule.init_sparsity must not exceed sparsity")
-        return self
-
-
 class DistillationSpec(SpecModel):
     """Knowledge distillation from the dense fine-tuned teacher: (1-h)*task + h*T^2*KL."""
 
-    enabled: bool = False
-    hardness: float = Field(default=1.0, ge=0.0, le=1.0)
-    temperature: float = Field(default=2.0, gt=0.0, le=100.0)
+    enabled: bool = Field(
+        default=False,
+        description="Distil recovery (and QAT) training from the dense model.",
+        examples=[True],
+    )
+    hardness: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="h: the distillation loss's share (1: the teacher's outputs alone).",
+        examples=[1.0],
+    )  # fmt: skip
+    temperature: float = Field(
+        default=2.0, gt=0.0, le=100.0,
+        description="T: the softmax temperature of teacher and student outputs.",
+        examples=[2.0],
+    )  # fmt: skip
 
 
 class QuantizationSpec(SpecModel):
-    method: Literal["none", "dynamic_int8", "qat_int8"] = "none"
+    method: Literal["none", "dynamic_int8", "qat_int8"] = Field(
+        default="none",
+        description="The PyTorch int8 model (model-int8.tar.gz): dynamic_int8 quantizes the "
+        "compressed model's Linear weights after training (activations at run time); qat_int8 "
+        "fine-tunes with fake quantization first. The int8 ONNX file is exported either way.",
+        examples=["qat_int8"],
+    )
     qat_steps: int | None = Field(
         default=None,
         ge=0,
         le=10_000_000,
         description="qat_int8: quantization-aware fine-tuning steps (default: recovery length).",
+        examples=[500],
     )
 
 
 class LayersSpec(SpecModel):
-    keep: int = Field(ge=1, le=48, description="Keep this many evenly spaced encoder layers.")
+    keep: int = Field(
+        ge=1, le=48, description="Keep this many evenly spaced encoder layers.", examples=[3]
+    )
 
 
 class TrainingSpec(SpecModel):
     finetune_dense: Literal["auto", "always", "never"] = Field(
         default="auto",
         description="auto: fine-tune a dense model first when the model has no trained head.",
+        examples=["always"],
     )
-    epochs: float = Field(default=1.0, gt=0, le=100, description="Dense fine-tuning epochs.")
-    max_steps: int | None = Field(default=None, ge=1, le=10_000_000)
-    recovery_epochs: float = Field(default=1.0, ge=0, le=100)
-    recovery_max_steps: int | None = Field(default=None, ge=0, le=10_000_000)
-    batch_size: int = Field(default=16, ge=1, le=1024)
-    eval_batch_size: int = Field(default=64, ge=1, le=4096)
-    learning_rate: float = Field(default=5e-5, gt=0, le=1.0)
-    weight_decay: float = Field(default=0.0, ge=0, le=1.0)
-    warmup_ratio: float = Field(default=0.1, ge=0, le=0.5)
-    max_grad_norm: float = Field(default=1.0, gt=0, le=1000)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    epochs: float = Field(
+        default=1.0, gt=0, le=100, description="Dense fine-tuning epochs.", examples=[3.0]
+    )
+    max_steps: int | None = Field(
+        default=None, ge=1, le=10_000_000,
+        description="Dense fine-tuning optimizer steps, in place of `epochs`.",
+        examples=[1000],
+    )  # fmt: skip
+    recovery_epochs: float = Field(
+        default=1.0, ge=0, le=100,
+        description="Epochs of training after pruning or dropping layers (0: none).",
+        examples=[3.0],
+    )  # fmt: skip
+    recovery_max_steps: int | None = Field(
+        default=None, ge=0, le=10_000_000,
+        description="Recovery optimizer steps, in place of `recovery_epochs`.",
+        examples=[1000],
+    )  # fmt: skip
+    batch_size: int = Field(
+        default=16, ge=1, le=1024, description="Training examples per optimizer step.",
+        examples=[32],
+    )  # fmt: skip
+    eval_batch_size: int = Field(
+        default=64, ge=1, le=4096, description="Dev examples per forward pass when scoring.",
+        examples=[128],
+    )  # fmt: skip
+    learning_rate: float = Field(
+        default=5e-5, gt=0, le=1.0,
+        description="AdamW's peak learning rate, after a linear warmup; linear decay to 0.",
+        examples=[1.5e-4],
+    )  # fmt: skip
+    weight_decay: float = Field(
+        default=0.0, ge=0, le=1.0, description="AdamW's decoupled weight decay.",
+        examples=[0.01],
+    )  # fmt: skip
+    warmup_ratio: float = Field(
+        default=0.1, ge=0, le=0.5,
+        description="The fraction of each training run's steps spent warming up the rate.",
+        examples=[0.1],
+    )  # fmt: skip
+    max_grad_norm: float = Field(
+        default=1.0, gt=0, le=1000, description="Gradients are clipped to this L2 norm.",
+        examples=[1.0],
+    )  # fmt: skip
+    seed: int = Field(
+        default=0, ge=0, le=2**31 - 1,
+        description="Seeds the subsamples, shuffling, dropout and initialisation.",
+        examples=[42],
+    )  # fmt: skip
 
 
 class JobSpec(SpecModel):
@@ -297,6 +265,7 @@ class JobSpec(SpecModel):
         description="sequence_classification (single sentences and pairs), regression (a "
         "float target), token_classification (named entities) or question_answering "
         "(extractive, SQuAD v1.1 style).",
+        examples=["sequence_classification"],
     )
     model: str = Field(
         description="A built-in model (minilm-l6) or the id of an uploaded model.",
@@ -304,13 +273,44 @@ class JobSpec(SpecModel):
         min_length=1,
         max_length=64,
     )
-    dataset: DatasetSpec
-    pruning: PruningSpec = Field(default_factory=PruningSpec)
-    distillation: DistillationSpec = Field(default_factory=DistillationSpec)
-    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
-    layers: LayersSpec | None = None
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    webhook_url: WebhookUrl | None = None
+    dataset: Annotated[
+        DatasetSpec, BeforeValidator(_dataset_by_name, json_schema_input_type=str | DatasetSpec)
+    ] = Field(
+        description="The data set's options, or its name alone (read as {name}).",
+        examples=["sst2", {"name": "sst2", "max_train_examples": 4000, "max_length": 64}],
+    )
+    pruning: PruningSpec = Field(
+        default_factory=PruningSpec,
+        description="How weights are removed (default: magnitude pruning to 0.5, one-shot).",
+        examples=[{"method": "obert", "sparsity": 0.8,
+                   "schedule": {"kind": "gradual", "epochs": 2.0}}],
+    )  # fmt: skip
+    distillation: DistillationSpec = Field(
+        default_factory=DistillationSpec,
+        description="Distillation from the dense fine-tuned model (default: off).",
+        examples=[{"enabled": True, "hardness": 1.0, "temperature": 2.0}],
+    )
+    quantization: QuantizationSpec = Field(
+        default_factory=QuantizationSpec,
+        description="int8 quantization of the compressed model (default: none).",
+        examples=[{"method": "dynamic_int8"}],
+    )
+    layers: LayersSpec | None = Field(
+        default=None,
+        description="Drop encoder layers before pruning (absent or null: keep them all).",
+        examples=[{"keep": 3}],
+    )
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec,
+        description="Dense fine-tuning, recovery and evaluation options.",
+        examples=[{"epochs": 3.0, "recovery_epochs": 3.0, "batch_size": 32}],
+    )
+    webhook_url: WebhookUrl | None = Field(
+        default=None,
+        description="Where the job.succeeded, job.failed or job.canceled event is POSTed, "
+        "signed per Standard Webhooks (http or https, at most 2048 characters).",
+        examples=["https://hooks.example.com/scalpel"],
+    )
     recipe: str | None = Field(
         default=None,
         max_length=64,
@@ -322,7 +322,11 @@ class JobSpec(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_recipe(cls, data: Any) -> Any:
-        return recipes.resolve(data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            return data
+        if "dataset" in data:  # before the merge: the task's dataset defaults apply to it
+            data = {**data, "dataset": _dataset_by_name(data["dataset"])}
+        return recipes.resolve(data)
 
     @field_validator("recipe")
     @classmethod

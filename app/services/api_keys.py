@@ -1,5 +1,7 @@
 """API keys: `sk_<prefix>_<secret>`, issued for a tenant, stored as the sha256 of the secret
-(the secret is random and high-entropy, so a plain digest is enough), shown once."""
+(the secret is random and high-entropy, so a plain digest is enough), shown once. The
+documented way to make one (`python -m app create-api-key`) also makes a tenant's first
+webhook signing secret, shown once too."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from app.db.base import utcnow
 from app.db.models import ApiKey, Tenant
 from app.errors import Unauthenticated
 from app.repositories import tenants as tenants_repo
+from app.services.webhooks import first_secret
 from app.tenancy import Caller
 
 SCHEME = "sk"
@@ -63,6 +66,16 @@ def issue(session: Session, tenant_name: str, *, admin: bool = False) -> IssuedK
                is_admin=admin),
     )  # fmt: skip
     return IssuedKey(token=f"{SCHEME}_{prefix}_{secret}", api_key=key, tenant=tenant)
+
+
+def issue_with_first_secret(
+    session: Session, tenant_name: str, *, admin: bool = False
+) -> tuple[IssuedKey, str | None]:
+    """A key, and the tenant's first webhook signing secret (whsec_...) when it has no valid
+    one (None when it has): the caller shows both, once."""
+    issued = issue(session, tenant_name, admin=admin)
+    secret = first_secret(session, issued.tenant_id)
+    return issued, secret.secret if secret is not None else None
 
 
 def revoke(session: Session, key: ApiKey) -> None:

@@ -1,13 +1,14 @@
 """Inspect and unpack uploaded model archives (.zip, .tar.gz) without trusting them.
 
-Each member is checked before it is read or written: no absolute paths, no `..`, no links,
-no device files, no path twice, a bounded member count, a bounded total uncompressed size
-and no more than MAX_INFLATE_RATIO times the archive's own size. Members are visited once,
-in archive order (`ArchiveScan`): a .tar.gz is one gzip stream, so reading its members in
-any other order would decompress it from the start again for every backward step. The
-decompressed bytes of a .tar.gz (tar headers included) are counted as they are produced, and
-tar metadata (pax and GNU long-name headers, which tarfile reads whole) is bounded. The
-worker imports `safe_extract` to unpack uploaded models.
+Each member is checked before it is read or written: names are normalised (`./a` is `a`;
+the `./` root entry `tar czf m.tar.gz .` writes is skipped), and there are no absolute
+paths, no `..`, no links, no device files, no path twice, a bounded member count, a bounded
+total uncompressed size and no more than MAX_INFLATE_RATIO times the archive's own size.
+Members are visited once, in archive order (`ArchiveScan`): a .tar.gz is one gzip stream, so
+reading its members in any other order would decompress it from the start again for every
+backward step. The decompressed bytes of a .tar.gz (tar headers included) are counted as they
+are produced, and tar metadata (pax and GNU long-name headers, which tarfile reads whole) is
+bounded. The worker imports `safe_extract` to unpack uploaded models.
 """
 
 from __future__ import annotations
@@ -82,7 +83,14 @@ def sniff_format(path: Path) -> ArchiveFormat:
     raise ArchiveError("invalid_archive", "not a .zip or .tar.gz archive")
 
 
+def _is_root(raw: str) -> bool:
+    """The archive's own top folder, `.` or `./`, as `tar czf m.tar.gz .` writes it."""
+    parts = raw.split("/")
+    return parts[0] == "." and all(p in ("", ".") for p in parts)
+
+
 def _safe_name(raw: str) -> str:
+    """The member's normalised relative path (`./a/./b` is `a/b`)."""
     if "\x00" in raw or "\\" in raw:
         raise ArchiveError("unsafe_archive", f"member {raw!r}: illegal character in name")
     if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
@@ -165,6 +173,7 @@ class ArchiveScan:
         self._max_total = max_total_bytes
         self._max_inflated = INFLATE_FLOOR_BYTES
         self._total = 0
+        self._roots = 0
         self._files: set[str] = set()
         self._zip: zipfile.ZipFile | None = None
         self._tar: tarfile.TarFile | None = None
@@ -211,8 +220,16 @@ class ArchiveScan:
         except READ_ERRORS as exc:
             raise ArchiveError("invalid_archive", f"corrupt archive: {exc}") from exc
 
+    def _admit_root(self) -> None:
+        """A `./` entry: counted towards max_members, neither kept nor yielded."""
+        self._roots += 1
+        if len(self.members) + self._roots > self._max_members:
+            raise ArchiveError(
+                "archive_too_large", f"more than {self._max_members} members in the archive"
+            )
+
     def _admit(self, name: str, size: int, is_dir: bool) -> Member:
-        if len(self.members) >= self._max_members:
+        if len(self.members) + self._roots >= self._max_members:
             raise ArchiveError(
                 "archive_too_large", f"more than {self._max_members} members in the archive"
             )
@@ -236,8 +253,11 @@ class ArchiveScan:
 
     def _iter_zip(self, zf: zipfile.ZipFile) -> Iterator[tuple[Member, MemberStream | None]]:
         for info in zf.infolist():
-            name = _safe_name(info.filename)
             kind = stat.S_IFMT(info.external_attr >> 16)
+            if info.is_dir() and kind in (0, stat.S_IFDIR) and _is_root(info.filename):
+                self._admit_root()
+                continue
+            name = _safe_name(info.filename)
             if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
                 what = "symlink" if kind == stat.S_IFLNK else "special file"
                 raise ArchiveError("unsafe_archive", f"member {name!r} is a {what}")
@@ -250,6 +270,9 @@ class ArchiveScan:
 
     def _iter_tar(self, tar: tarfile.TarFile) -> Iterator[tuple[Member, MemberStream | None]]:
         for tinfo in tar:
+            if tinfo.isdir() and _is_root(tinfo.name):
+                self._admit_root()
+                continue
             name = _safe_name(tinfo.name)
             if tinfo.issym() or tinfo.islnk():
                 raise ArchiveError("unsafe_archive", f"member {name!r} is a link")

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from app.db.models import Artifact
-from app.errors import NotFound
+from app.errors import Gone, NotFound
 from app.repositories import artifacts as artifacts_repo
 from app.services import jobs as jobs_service
 from app.settings import Settings
@@ -52,6 +52,12 @@ def download(
         artifact = None
     if artifact is None:
         raise NotFound(f"no artifact {raw_id!r}", code="artifact_not_found")
+    if artifact.expired_at is not None:
+        raise Gone(
+            f"artifact {artifact.id} expired at {artifact.expired_at.isoformat()}: artifacts "
+            "are kept for the configured retention after their job ends, and its file was "
+            "removed", code="artifact_expired",
+        )  # fmt: skip
     store = get_store(settings)
     if not store.exists(artifact.storage_key):
         raise NotFound("the artifact's file is missing from the store", code="artifact_missing")

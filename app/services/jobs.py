@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,9 +21,11 @@ from app.errors import Conflict, NotFound, Unprocessable
 from app.pagination import check_limit, decode_token, encode_token
 from app.repositories import jobs as jobs_repo
 from app.repositories import uploads as uploads_repo
+from app.repositories.jobs import JobFilter
 from app.schemas.job_spec import BUILTIN_DATASETS, BUILTIN_MODELS, TASK_DATASET_OPTIONS, JobSpec
+from app.schemas.job_submission import JOB_FIELDS
 from app.schemas.jobs import JobOut, JobPage
-from app.services import job_data_sizes, job_estimate, spec_limits
+from app.services import builtin_files, job_data_sizes, job_estimate, job_eta, spec_limits
 from app.services.dispatch import enqueue_and_mark_dispatched
 from app.services.job_cache import JobCache
 from app.services.job_data_sizes import DataSizes
@@ -44,11 +47,16 @@ def parse_id(raw: str) -> uuid.UUID | None:
 
 
 def _check_model(session: Session, spec: JobSpec, tenant_id: uuid.UUID) -> UploadedModel | None:
-    """Built-in, or uploaded by the job's own tenant (another tenant's is not found)."""
+    """Built-in, or uploaded by the job's own tenant (another tenant's is not found). The
+    row is held FOR SHARE until the job is committed (see app.repositories.uploads)."""
     if spec.model in BUILTIN_MODELS:
         return None
     model_id = parse_id(spec.model)
-    model = uploads_repo.get_model(session, model_id, tenant_id=tenant_id) if model_id else None
+    model = (
+        uploads_repo.get_model(session, model_id, tenant_id=tenant_id, lock="share")
+        if model_id
+        else None
+    )
     if model is None:
         raise NotFound(
             f"no built-in or uploaded model {spec.model!r}; built-ins: "
@@ -162,15 +170,13 @@ def _check_dataset(
                 f"built-in data set {name!r} reads its own tag column",
                 code="invalid_option", field="dataset.tag_column",
             )  # fmt: skip
-        if builtin.files and not (settings.data_dir / name / builtin.files[0]).is_file():
-            raise Unprocessable(
-                f"built-in data set {name!r} is not installed in the data directory",
-                code="dataset_unavailable", field="dataset.name",
-            )  # fmt: skip
+        builtin_files.check_dataset_installed(name, settings.data_dir)
         return job_data_sizes.builtin_sizes(name, settings.data_dir)
     dataset_id = parse_id(name)
     dataset = (
-        uploads_repo.get_dataset(session, dataset_id, tenant_id=tenant_id) if dataset_id else None
+        uploads_repo.get_dataset(session, dataset_id, tenant_id=tenant_id, lock="share")
+        if dataset_id
+        else None
     )
     if dataset is None:
         raise NotFound(
@@ -243,8 +249,32 @@ def _tags(session: Session, spec: JobSpec, tenant_id: uuid.UUID) -> list[str]:
     return list(dataset.labels) if dataset is not None else []
 
 
-def submit(session: Session, spec: JobSpec, settings: Settings, caller: Caller) -> Job:
-    """The job belongs to the caller's tenant, an admin's too."""
+def _stored_spec(spec: JobSpec, model: UploadedModel | None) -> dict[str, Any]:
+    """The spec as stored: without the job's own fields (name, labels), an uploaded model
+    and data set named by their canonical ids (what list filters and the in-use check of a
+    deletion compare)."""
+    stored = spec.model_dump(mode="json", exclude=set(JOB_FIELDS))
+    if model is not None:
+        stored["model"] = str(model.id)
+    dataset_id = None if spec.dataset.name in BUILTIN_DATASETS else parse_id(spec.dataset.name)
+    if dataset_id is not None:
+        stored["dataset"]["name"] = str(dataset_id)
+    return stored
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A spec that passed every submission check: as it is stored, its webhook_url, the
+    model's config and the estimate (both None when the config is unknown: no estimate)."""
+
+    stored: dict[str, Any]
+    webhook_url: str | None
+    config: dict[str, Any] | None
+    estimate: job_estimate.Estimate | None
+
+
+def check(session: Session, spec: JobSpec, settings: Settings, caller: Caller) -> Checked:
+    """Every check a submission runs (a dry run runs them alone); raises what it would."""
     _check_task_options(spec)
     model = _check_model(session, spec, caller.tenant_id)
     config = spec_limits.model_config(spec.model, model.config if model is not None else None)
@@ -253,12 +283,27 @@ def submit(session: Session, spec: JobSpec, settings: Settings, caller: Caller) 
     sizes = _check_dataset(session, spec, settings, caller.tenant_id)
     if model is not None:
         _check_head(spec, model.config, sizes.num_labels, _tags(session, spec, caller.tenant_id))
+    estimate = None
     if config is not None:
-        spec_limits.check_estimate(spec, config, job_data_sizes.limited(sizes, spec), limits)
+        limited = job_data_sizes.limited(sizes, spec)
+        estimate = spec_limits.check_estimate(spec, config, limited, limits)
     webhook = str(spec.webhook_url) if spec.webhook_url is not None else None
     if webhook is not None:
         check_submitted_url(webhook, settings)
-    job = jobs_repo.create_queued(session, caller.tenant_id, spec.model_dump(mode="json"), webhook)
+    return Checked(_stored_spec(spec, model), webhook, config, estimate)
+
+
+def submit(
+    session: Session, spec: JobSpec, settings: Settings, caller: Caller, *,
+    name: str | None = None, labels: dict[str, str] | None = None,
+    webhook_events: Sequence[str] | None = None,
+) -> Job:  # fmt: skip
+    """The job belongs to the caller's tenant, an admin's too."""
+    checked = check(session, spec, settings, caller)
+    job = jobs_repo.create_queued(
+        session, caller.tenant_id, checked.stored, checked.webhook_url, name=name,
+        labels=labels, webhook_events=webhook_events,
+    )  # fmt: skip
     job_id = job.id
     after_commit(session, lambda: _dispatch(session, job_id))
     return job
@@ -282,10 +327,11 @@ def get(session: Session, raw_id: str, caller: Caller, *, for_update: bool = Fal
 
 
 def read(session: Session, raw_id: str, caller: Caller, cache: JobCache | None = None) -> JobOut:
-    """The status read: the job as the API shows it, left in the cache for the next one."""
+    """The status read: the job as the API shows it (a running one with its time-left
+    estimate, app.services.job_eta), left in the cache for the next one."""
     generation = cache.generation() if cache is not None else 0
     job = get(session, raw_id, caller)
-    out = JobOut.of(job)
+    out = JobOut.of(job, eta_at=job_eta.eta_at(session, job))
     if cache is not None:
         cache.store(generation, job.tenant_id, out)
     return out
@@ -293,15 +339,16 @@ def read(session: Session, raw_id: str, caller: Caller, cache: JobCache | None =
 
 def list_page(
     session: Session, settings: Settings, caller: Caller, *, limit: int | None,
-    page_token: str | None, status: str | None,
+    page_token: str | None, where: JobFilter | None = None,
 ) -> JobPage:  # fmt: skip
+    """Newest first; `where` (app.services.job_filters) narrows the list, and a page token
+    goes on from where its page ended under the same filters."""
     n = check_limit(limit, settings)
     jobs, nxt = jobs_repo.list_page(
-        session, tenant_id=caller.scope, status=status, cursor=decode_token(page_token), limit=n
+        session, tenant_id=caller.scope, cursor=decode_token(page_token), limit=n, where=where
     )
-    return JobPage(
-        items=[JobOut.of(j) for j in jobs], next_page_token=encode_token(nxt) if nxt else None
-    )
+    items = [JobOut.of(j, eta_at=job_eta.eta_at(session, j)) for j in jobs]
+    return JobPage(items=items, next_page_token=encode_token(nxt) if nxt else None)
 
 
 def events(
@@ -315,16 +362,18 @@ def events(
 
 
 def cancel(
-    session: Session, raw_id: str, caller: Caller, *, keep_partial_artifacts: bool = False
-) -> Job:
+    session: Session, raw_id: str, caller: Caller, *, keep_partial_artifacts: bool = False,
+    base_url: str | None = None,
+) -> Job:  # fmt: skip
     """queued: canceled now. running: the worker stops at its next step and deletes the
-    artifacts it registered so far, unless keep_partial_artifacts. Otherwise 409."""
+    artifacts it registered so far, unless keep_partial_artifacts. Otherwise 409. base_url:
+    the app's PUBLIC_BASE_URL, for the webhook's artifacts_url."""
     job = get(session, raw_id, caller, for_update=True)
     if job.status in TERMINAL_STATUSES:
         raise Conflict(f"job already {job.status}", code="job_finished")
     if job.status == "queued":
         jobs_repo.cancel_queued(session, job)
-        record_terminal(session, job)
+        record_terminal(session, job, base_url=base_url)
     else:
         jobs_repo.request_cancel(session, job, keep_partial_artifacts=keep_partial_artifacts)
     session.flush()

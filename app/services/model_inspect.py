@@ -2,10 +2,12 @@
 
 The archive is read once, in its own order (`ArchiveScan`): what the checks need is gathered
 on the way (the first bytes of every file, config.json, the shard index and the safetensors
-headers, each bounded) and judged afterwards, in this order: the config (its family's entry
-in app.architectures, the sizes read with the family's keys), pickles, the family's
-tokenizer files, then the weights, which must cover every parameter the config implies
-(app.architectures.coverage). The config checks are app.services.model_config.
+headers, each bounded, and each tokenizer file's verdict) and judged afterwards, in this
+order: the config (its family's entry in app.architectures, the sizes read with the family's
+keys), pickles, the family's tokenizer files (present, then loadable: invalid_tokenizer naming
+the file; app.services.tokenizer_check), then the weights, which must cover every parameter
+the config implies (app.architectures.coverage). The config checks are
+app.services.model_config.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from app.services.safetensors_header import (
     parse_header,
     read_header,
 )
+from app.services.tokenizer_check import READ_BYTES as TOKENIZER_READ_BYTES
+from app.services.tokenizer_check import TokenizerInvalid, checks_whole, files_used
+from app.services.tokenizer_check import check as check_tokenizer_file
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 SHARD_RE = re.compile(r"^model-(\d{5})-of-(\d{5})\.safetensors$")
@@ -93,6 +98,7 @@ class _Gathered:
     headers: dict[str, bytes | SafetensorsError] = field(default_factory=dict)
     header_bytes: int = 0
     tops: set[str] = field(default_factory=set)
+    tokenizer: dict[str, str | None] = field(default_factory=dict)  # file -> problem, or None
 
     def candidate(self, name: str) -> bool:
         """Only files at the root, or in the one top-level folder, can be the model's."""
@@ -103,7 +109,7 @@ class _Gathered:
         return len(parts) == 1 or (len(parts) == 2 and len(self.tops) == 1)
 
     def _drop_nested(self) -> None:
-        for store in (self.json, self.headers):
+        for store in (self.json, self.headers, self.tokenizer):
             for key in [k for k in store if "/" in k]:
                 value = store.pop(key)
                 if isinstance(value, bytes) and store is self.headers:
@@ -121,10 +127,27 @@ class _Gathered:
                 self.json[member.name] = raw
                 self.heads[member.name] = raw[:4]
             return
+        if wanted and base in TOKENIZER_READ_BYTES:
+            self._take_tokenizer(member, base, stream)
+            return
         head = read_bounded(stream, 8) if member.size >= 2 else b""
         self.heads[member.name] = head[:4]
         if wanted and (base == WEIGHTS_NAME or SHARD_RE.match(base)):
             self._take_header(member, _Prefixed(head, stream))
+
+    def _take_tokenizer(self, member: Member, base: str, stream: MemberStream) -> None:
+        """Judged as it is read (only the verdict is kept); a file over its bound is not."""
+        limit = TOKENIZER_READ_BYTES[base]
+        data = read_bounded(stream, limit if checks_whole(base) else min(limit, member.size))
+        self.heads[member.name] = data[:4]
+        if checks_whole(base) and member.size > limit:
+            return
+        try:
+            check_tokenizer_file(base, data, member.size)
+        except TokenizerInvalid as exc:
+            self.tokenizer[member.name] = exc.message
+        else:
+            self.tokenizer[member.name] = None
 
     def _take_header(self, member: Member, stream: _Prefixed) -> None:
         try:
@@ -215,10 +238,18 @@ def _tensors(
     return out
 
 
-def _check_tokenizer(arch: Architecture, files: dict[str, int], prefix: str) -> None:
-    """One of the family's tokenizer file sets, in full."""
+def _check_tokenizer(
+    arch: Architecture, files: dict[str, int], prefix: str, verdicts: dict[str, str | None]
+) -> None:
+    """One of the family's tokenizer file sets, in full, and the files transformers would load
+    of those present, each loadable."""
     sets = arch.tokenizer_files
     if any(all(f"{prefix}{n}" in files for n in s) for s in sets):
+        present = {n[len(prefix) :] for n in files if n.startswith(prefix)}
+        for name in files_used(present, sets):
+            problem = verdicts.get(f"{prefix}{name}")
+            if problem is not None:
+                raise ArchiveError("invalid_tokenizer", f"{name} is broken: {problem}")
         return
     partial = next((s for s in sets if any(f"{prefix}{n}" in files for n in s)), None)
     lacking = (
@@ -236,7 +267,7 @@ def _judge(members: list[Member], got: _Gathered) -> ModelInfo:
         _parse_json("config.json", got.json.get(f"{prefix}config.json"))
     )
     _refuse_pickles(files, got.heads)
-    _check_tokenizer(family, files, prefix)
+    _check_tokenizer(family, files, prefix, got.tokenizer)
     tensors = _tensors(files, _weight_files(files, prefix, got), got)
     try:
         coverage = check_coverage(family, config, tensors)

@@ -12,8 +12,8 @@ a queued job handed over more than broker_loss_grace_s ago whose message is neit
 queue nor taken (unacked) by a worker is published again at once, not after
 dispatch_stale_s. Each pass counts the broker's messages (its run id and list lengths, one
 round trip); the messages themselves are read only when it restarted or holds fewer than
-there are dispatched queued jobs. The sweeper (app.services.sweeper) runs every
-sweep_interval_s in the loop.
+there are dispatched queued jobs. The sweeper (app.services.sweeper), and with it artifact
+retention (app.services.retention), runs every sweep_interval_s in the loop.
 
 Runs every reaper_interval_s on a daemon thread inside each worker process, and once on
 `python -m app reap`. Imports neither torch nor the worker.
@@ -94,7 +94,7 @@ def reap_lost(
                     s, job, f"{lost}; the job was started {job.attempts} times "
                     f"(max_attempts {settings.max_attempts}) without finishing",
                 )  # fmt: skip
-                record_terminal(s, job)
+                record_terminal(s, job, base_url=settings.public_base_url)
                 report.failed.append(job.id)
                 log.warning("job %s failed: %s", job.id, lost)
             else:

@@ -1,5 +1,8 @@
 """Remove what nothing will ever read again: store objects no row names, upload temporaries a
-killed API left, and the checkpoints and scratch of jobs that ended failed or canceled.
+killed API left, and the checkpoints and scratch of jobs that ended failed or canceled or
+were deleted (on every host: a deletion removes them on the API's host only); and
+with artifact_retention_days set, expire the artifacts of jobs that ended longer ago than
+that (app.services.retention) before looking for orphans.
 
 An upload writes its file to the store before its row is committed, and a failure in
 between (or a killed process) leaves an object no row names. The store is content addressed,
@@ -33,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.repositories import store_refs
+from app.services.retention import expire_artifacts
 from app.settings import Settings, get_settings
 from app.storage import KEY_PATTERN, ArtifactStore
 from app.stores import get_store
@@ -51,6 +55,8 @@ class SweepReport:
     temporaries: list[Path] = field(default_factory=list)
     job_folders: list[Path] = field(default_factory=list)
     skipped: str | None = None  # why the store was left alone
+    expired: list[uuid.UUID] = field(default_factory=list)  # artifacts past their retention
+    expired_objects: list[str] = field(default_factory=list)  # their store keys removed
 
 
 def _mtime(path: Path) -> datetime | None:
@@ -121,18 +127,38 @@ def _job_folders(work_dir: Path) -> dict[uuid.UUID, list[Path]]:
     return found
 
 
+def _remove(path: Path, job_id: uuid.UUID, why: str, report: SweepReport) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    report.job_folders.append(path)
+    log.info("sweeper: removed %s of job %s (%s)", path, job_id, why)
+
+
 def sweep_job_folders(
     session: Session, work_dir: Path, cutoff: datetime, report: SweepReport
 ) -> None:
+    """The folders of jobs that ended failed or canceled before the cutoff, and those, last
+    changed before it, of jobs with no row: deleted (their deletion removes them on the API's
+    host only). A job's row is committed before any worker makes its folders, and the grace
+    covers anything younger. A registry with no job at all is taken for a misconfiguration
+    (another database): then only the first kind goes."""
     folders = _job_folders(work_dir)
     ids = list(folders)
+    registry_has_jobs: bool | None = None
     for start in range(0, len(ids), CHUNK):
-        dead = store_refs.dead_jobs(session, ids[start : start + CHUNK], finished_before=cutoff)
-        for job_id in dead:
+        chunk = ids[start : start + CHUNK]
+        for job_id in store_refs.dead_jobs(session, chunk, finished_before=cutoff):
             for path in folders[job_id]:
-                shutil.rmtree(path, ignore_errors=True)
-                report.job_folders.append(path)
-                log.info("sweeper: removed %s of job %s (ended failed or canceled)", path, job_id)
+                _remove(path, job_id, "ended failed or canceled", report)
+        deleted = store_refs.without_row(session, chunk)
+        if deleted and registry_has_jobs is None:
+            registry_has_jobs = store_refs.has_jobs(session)
+            if not registry_has_jobs:
+                log.warning("sweeper: the registry has no job; job folders left alone")
+        for job_id in deleted if registry_has_jobs else ():
+            for path in folders[job_id]:
+                when = _mtime(path)
+                if when is not None and when < cutoff:
+                    _remove(path, job_id, "no job row: deleted", report)
 
 
 def sweep_once(
@@ -148,13 +174,15 @@ def sweep_once(
 
         factory = get_sessionmaker()
     store = store or get_store(settings)
-    cutoff = (now or utcnow()) - timedelta(seconds=settings.sweep_grace_s)
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=settings.sweep_grace_s)
     report = SweepReport()
     for folder in (settings.work_dir / "uploads", settings.storage_dir / "tmp"):
         for path in _old_files(folder, cutoff):
             path.unlink(missing_ok=True)
             report.temporaries.append(path)
     with factory() as session:
+        report.expired, report.expired_objects = expire_artifacts(session, settings, store, now=now)
         named = store_refs.named_keys(session)
         sweep_store(session, store, named, cutoff, report)
         if settings.storage_backend == "s3":

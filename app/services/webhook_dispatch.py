@@ -14,9 +14,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from app.db.base import utcnow
 from app.db.models import WebhookDelivery
@@ -35,21 +38,36 @@ LEASE_MARGIN_S = 30.0
 SessionFactory = Callable[[], Session]
 
 
+Outcome = Literal["succeeded", "retrying", "failed"]
+
+
 @dataclass
 class DispatchReport:
     succeeded: int = 0
     retrying: int = 0
     failed: int = 0
 
+    def count(self, outcome: Outcome) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
 
 def body_of(delivery: WebhookDelivery) -> bytes:
     return json.dumps(delivery.payload, separators=(",", ":")).encode()
 
 
+def _name(delivery: WebhookDelivery) -> str:
+    return f"{delivery.msg_id} (job {delivery.job_id}, {delivery.event_type})"
+
+
 def _record(
     session: Session, settings: Settings, delivery: WebhookDelivery,
-    result: deliver.AttemptResult, at: datetime, report: DispatchReport,
-) -> None:  # fmt: skip
+    result: deliver.AttemptResult, at: datetime,
+) -> Outcome | None:  # fmt: skip
+    """Write the attempt and what follows from it: the delivery's outcome (succeeded,
+    retrying or failed), or None, writing nothing, when its row has vanished since it was
+    leased (its job was deleted)."""
+    if not webhooks_repo.lock(session, delivery.id):
+        return None
     webhooks_repo.add_attempt(
         session, delivery, at=at, status_code=result.status_code, error=result.error,
         duration_ms=result.duration_ms,
@@ -60,8 +78,7 @@ def _record(
     delivery.updated_at = at
     if result.ok:
         delivery.status, delivery.next_attempt_at = "succeeded", None
-        report.succeeded += 1
-        return
+        return "succeeded"
     retry = None
     if result.retryable:
         retry = next_attempt(
@@ -71,33 +88,54 @@ def _record(
         )  # fmt: skip
     if retry is None:
         delivery.status, delivery.next_attempt_at = "failed", None
-        report.failed += 1
         log.warning("webhook %s to %s failed for good: %s", delivery.msg_id, delivery.url,
                     result.error)  # fmt: skip
-    else:
-        delivery.next_attempt_at = retry
-        report.retrying += 1
+        return "failed"
+    delivery.next_attempt_at = retry
+    return "retrying"
+
+
+def _send(
+    session: Session, settings: Settings, client: httpx.Client, delivery: WebhookDelivery,
+    now: datetime,
+) -> Outcome | None:  # fmt: skip
+    secrets = [s.secret for s in ensure_secrets(session, delivery.tenant_id, now)]
+    # A secret made just now is committed before it signs anything, and no write is held
+    # open across the POST (SQLite: it would block every other writer, a deletion too).
+    session.commit()
+    result = deliver.attempt(
+        client, delivery.url, delivery.msg_id, body_of(delivery), secrets,
+        allowed=settings.webhook_allow,
+    )  # fmt: skip
+    return _record(session, settings, delivery, result, utcnow())
 
 
 def dispatch_due_webhooks(
     session: Session, settings: Settings, client: httpx.Client, now: datetime | None = None
 ) -> DispatchReport:
-    """One pass over the deliveries due at `now`; commits as it goes."""
+    """One pass over the deliveries due at `now`; commits as it goes. A delivery whose row
+    vanishes on the way (its job deleted) is logged and skipped; the rest go on."""
     now = now or utcnow()
     report = DispatchReport()
     due = webhooks_repo.lock_due(session, now=now, limit=BATCH)
     lease = now + timedelta(seconds=settings.webhook_timeout_s + LEASE_MARGIN_S)
+    names = [_name(delivery) for delivery in due]  # now: a row gone later cannot be read
     for delivery in due:
         delivery.next_attempt_at = lease
     session.commit()
-    for delivery in due:
-        secrets = [s.secret for s in ensure_secrets(session, delivery.tenant_id, now)]
-        result = deliver.attempt(
-            client, delivery.url, delivery.msg_id, body_of(delivery), secrets,
-            allowed=settings.webhook_allow,
-        )  # fmt: skip
-        _record(session, settings, delivery, result, utcnow(), report)
-        session.commit()
+    for delivery, name in zip(due, names, strict=True):
+        try:
+            outcome = _send(session, settings, client, delivery, now)
+            session.commit()
+        except (StaleDataError, ObjectDeletedError, IntegrityError):
+            # Gone between its lock and the commit (SQLite locks no row), or before it was
+            # read again after an earlier one's rollback.
+            session.rollback()
+            outcome = None
+        if outcome is None:
+            log.warning("webhook %s is gone (its job was deleted); skipped", name)
+        else:
+            report.count(outcome)
     return report
 
 

@@ -1,4 +1,11 @@
-"""Webhook secrets (rotation with a grace period) and a job's delivery log and redelivery."""
+"""Webhook secrets (the first one, rotation with a grace period) and a job's delivery log and
+redelivery.
+
+A tenant's first secret is made with its first API key (`python -m app create-api-key`,
+which shows it once) or by POST /v1/webhook-secrets (shown once too). A tenant that has none
+(made before, or otherwise) still gets its webhooks: the first delivery makes a secret to
+sign them with, which nobody has seen, so a submission with a webhook_url says so
+(`signing_notice`) and POST /v1/webhook-secrets gives one to verify with."""
 
 from __future__ import annotations
 
@@ -16,6 +23,33 @@ from app.services import jobs as jobs_service
 from app.settings import Settings
 from app.tenancy import Caller
 from app.webhooks.signing import new_secret
+
+NO_SECRET_NOTICE = (
+    "no signing secret: POST /v1/webhook-secrets to make one (shown once) and verify this "
+    "job's deliveries with it"
+)
+
+
+def first_secret(
+    session: Session, tenant_id: uuid.UUID, now: datetime | None = None
+) -> WebhookSecret | None:
+    """A secret for a tenant that has no valid one (None when it has): the caller shows it,
+    once."""
+    now = now or utcnow()
+    if webhooks_repo.valid_secrets(session, tenant_id, now):
+        return None
+    return webhooks_repo.add_secret(session, tenant_id, new_secret(), now)
+
+
+def signing_notice(
+    session: Session, tenant_id: uuid.UUID, now: datetime | None = None
+) -> str | None:
+    """What a submission with a webhook_url tells a tenant without a valid secret."""
+    return (
+        None
+        if webhooks_repo.valid_secrets(session, tenant_id, now or utcnow())
+        else NO_SECRET_NOTICE
+    )
 
 
 def ensure_secrets(session: Session, tenant_id: uuid.UUID, now: datetime) -> list[WebhookSecret]:

@@ -12,6 +12,7 @@ judged by the IPv4 address they carry: 2002:7f00:1:: is loopback by another name
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
@@ -23,6 +24,10 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 ISATAP_IDS = (0x00005EFE, 0x02005EFE)
+
+
+# The non-public address categories the WEBHOOK_ALLOW setting can permit.
+ALLOWABLE = ("loopback", "private", "link_local")
 
 
 class EgressRefused(ValueError):
@@ -88,6 +93,22 @@ def category(addr: Address) -> tuple[str | None, str]:
     return _plain_category(addr), str(addr)
 
 
+def allow_hint(kind: str, permitted: Iterable[str]) -> str:
+    """How the operator allows an address of this category, or that no setting can."""
+    if kind not in ALLOWABLE:
+        return (
+            "the WEBHOOK_ALLOW setting can allow loopback, private and link_local hosts only, "
+            f"never a {kind} address"
+        )
+    now = [c for c in ALLOWABLE if c in set(permitted)]
+    wanted = ", ".join(f'"{c}"' for c in ALLOWABLE if c in {*now, kind})
+    return (
+        "the WEBHOOK_ALLOW setting lists the non-public address categories webhooks may reach "
+        f"(now {json.dumps(now)}; any of loopback, private, link_local): set "
+        f"WEBHOOK_ALLOW='[{wanted}]' to allow {kind} hosts"
+    )
+
+
 def check_url(
     url: str,
     allowed: Iterable[str] = (),
@@ -122,5 +143,9 @@ def check_url(
         kind, judged = category(addr)
         if kind is not None and kind not in permitted:
             shown = text if judged == str(addr) else f"{text}: {judged}"
-            raise EgressRefused(kind, f"{parts.hostname!r} resolves to a {kind} address ({shown})")
+            raise EgressRefused(
+                kind,
+                f"{parts.hostname!r} resolves to a {kind} address ({shown}); "
+                + allow_hint(kind, permitted),
+            )
     return addresses

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -23,7 +24,9 @@ def test_module_level_app_for_uvicorn() -> None:
 def test_openapi_declares_models_and_problems(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     comps = schema["components"]["schemas"]
-    assert {"JobSpec", "JobOut", "Problem", "ModelOut", "DatasetOut", "ArtifactList"} <= set(comps)
+    assert {"JobSubmission", "JobOut", "Problem", "ModelOut", "DatasetOut", "ArtifactList"} <= set(
+        comps
+    )
     assert "HTTPValidationError" not in comps
     post = schema["paths"]["/v1/jobs"]["post"]
     assert "202" in post["responses"]
@@ -92,6 +95,42 @@ def test_create_api_key_prints_a_working_key(
             conn.execute(text("DELETE FROM tenant WHERE name = :name"), {"name": tenant})
 
 
+def test_create_api_key_shows_a_new_tenants_first_webhook_secret_on_stderr(
+    pg_url: str, pg_engine: Engine
+) -> None:
+    """stdout stays the key alone; the first key of a tenant without a signing secret prints
+    its first secret once, labelled, on stderr; the next key of the tenant prints none."""
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    env = {"DATABASE_URL": pg_url, "PATH": "/usr/bin:/bin"}
+
+    def create() -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", "create-api-key", "--tenant", tenant],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.count("\n") == 1 and proc.stdout.startswith("sk_")
+        return proc
+
+    try:
+        first, second = create(), create()
+        [line] = [
+            x for x in first.stderr.splitlines() if x.startswith(app_main.WEBHOOK_SECRET_LABEL)
+        ]
+        secret = line.removeprefix(app_main.WEBHOOK_SECRET_LABEL).strip()
+        assert secret.startswith("whsec_") and secret not in first.stdout
+        assert "whsec_" not in second.stderr
+        with pg_engine.connect() as conn:
+            stored = conn.execute(
+                text("SELECT s.secret FROM webhook_secret s JOIN tenant t ON t.id = s.tenant_id "
+                     "WHERE t.name = :name"), {"name": tenant},
+            ).scalars().all()  # fmt: skip
+        assert stored == [secret]
+    finally:
+        with pg_engine.begin() as conn:  # its keys and secrets go with it (ON DELETE CASCADE)
+            conn.execute(text("DELETE FROM tenant WHERE name = :name"), {"name": tenant})
+
+
 def test_create_api_key_needs_a_tenant_name(tmp_path: Path) -> None:
     for args in ([], ["--tenant", "  "]):
         proc = subprocess.run(
@@ -117,3 +156,21 @@ def test_serve_passes_uvicorns_own_limits() -> None:
     assert options["h11_max_incomplete_event_size"] == 8192
     defaults = app_main.uvicorn_options(Settings())
     assert defaults["limit_concurrency"] == 2048 and defaults["timeout_keep_alive"] == 30
+
+
+def test_root_redirects_to_the_dashboard_which_links_the_docs() -> None:
+    client = TestClient(create_app())
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/dashboard/"
+    page = client.get("/")
+    assert page.status_code == 200 and str(page.url).endswith("/dashboard/")
+    header = page.text[page.text.index('<header class="top">') : page.text.index("</header>")]
+    links = re.findall(r'<a [^>]*href="([^"]+)"', header)
+    assert {"/docs", "/redoc"} <= set(links)
+    for link in ("/docs", "/redoc"):
+        assert client.get(link).status_code == 200
+
+
+def test_root_redirect_keeps_the_proxy_prefix() -> None:
+    r = TestClient(create_app(), root_path="/scalpel").get("/", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/scalpel/dashboard/"

