@@ -82,3 +82,19 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
         BuiltinDataset("squad", "question_answering", ("train.json", "dev.json")),
     )
 }
+
+# Every scalar metric a task reports, by the name the report, the job's metrics and the
+# dashboard use (the primary metric's `name` is one of them).
+METRIC_NAMES: tuple[str, ...] = (
+    "accuracy",
+    "macro_f1",
+    "entity_f1",
+    "entity_precision",
+    "entity_recall",
+    "token_accuracy",
+    "f1",
+    "exact_match",
+    "spearman",
+    "pearson",
+    "mse",
+)

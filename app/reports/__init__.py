@@ -4,6 +4,7 @@ loads a report.json of any version; `report.model_dump(mode="json")` is report.j
 
 from __future__ import annotations
 
+from app.catalog import METRIC_NAMES
 from app.reports.base import OpenSection, Section
 from app.reports.onnx import Compaction, CompactionLayer, OnnxOutput, OnnxSection
 from app.reports.report import (
@@ -20,7 +21,6 @@ from app.reports.report import (
 )
 from app.reports.scores import (
     DEFAULT_METRIC,
-    METRIC_NAMES,
     AppliedStep,
     ClassScores,
     CompressedBlock,

@@ -12,24 +12,12 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field
 
+from app.catalog import METRIC_NAMES
 from app.reports.base import Section
 
 DEFAULT_METRIC = "accuracy"  # the primary metric of a block without `primary_metric`
 
 # The scalar metrics the tasks write, by name (a block holds those of its task).
-METRIC_NAMES: tuple[str, ...] = (
-    "accuracy",
-    "macro_f1",
-    "entity_f1",
-    "entity_precision",
-    "entity_recall",
-    "token_accuracy",
-    "f1",
-    "exact_match",
-    "spearman",
-    "pearson",
-    "mse",
-)
 
 
 class PrimaryMetric(Section):

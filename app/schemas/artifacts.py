@@ -15,6 +15,15 @@ KINDS = (
     "(PNG); one of each kind per job."
 )
 
+# What a user must know before deploying a kind (null for the others).
+NOTES = {
+    "model_int8": "PyTorch int8 weights: needs Scalpel's code to load "
+    "(worker.compression.load_int8_state_dict, as its quantization.json says); to deploy int8, "
+    "use model_int8_onnx, which runs in ONNX Runtime alone.",
+    "model_int8_onnx": "The recommended int8 artifact: runs in ONNX Runtime alone.",
+}
+RECOMMENDED = ("model_onnx", "model_int8_onnx")
+
 
 class ArtifactOut(BaseModel):
     id: uuid.UUID = Field(
@@ -43,6 +52,17 @@ class ArtifactOut(BaseModel):
         description="GET it for the file (path relative to the API's base URL).",
         examples=["/v1/artifacts/5f0c1f9e-8d2b-4c6a-9e3f-2b7d1a4c8e60"],
     )
+    note: str | None = Field(
+        default=None,
+        description="What to know before deploying this kind (how it loads); null for most.",
+        examples=[NOTES["model_int8"]],
+    )
+    recommended: bool = Field(
+        default=False,
+        description="The artifact to deploy: the ONNX files (fp32, and int8 when the job "
+        "quantizes), which run in ONNX Runtime with no Scalpel code.",
+        examples=[True],
+    )
     expired_at: UtcDateTime | None = Field(
         default=None,
         description="When artifact retention removed the file (its download is then a 410 "
@@ -56,7 +76,7 @@ class ArtifactOut(BaseModel):
             id=a.id, job_id=a.job_id, kind=a.kind, filename=a.filename,
             media_type=a.media_type, size_bytes=a.size_bytes, sha256=a.sha256,
             created_at=a.created_at, download_url=f"/v1/artifacts/{a.id}",
-            expired_at=a.expired_at,
+            expired_at=a.expired_at, note=NOTES.get(a.kind), recommended=a.kind in RECOMMENDED,
         )  # fmt: skip
 
 

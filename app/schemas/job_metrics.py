@@ -28,8 +28,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from app.catalog import TaskName
-from app.reports.scores import METRIC_NAMES
+from app.catalog import METRIC_NAMES, TaskName
 
 log = logging.getLogger(__name__)
 

@@ -81,6 +81,8 @@ class Artifact(TypedDict):
     sha256: str
     created_at: str
     download_url: str
+    note: str | None  # what to know before deploying it (the PyTorch int8 needs Scalpel's code)
+    recommended: bool  # the ONNX files: run in ONNX Runtime alone
     expired_at: str | None  # set once retention removed the file (the download is then a 410)
 
 

@@ -296,6 +296,13 @@ def render_markdown(report: Report) -> str:
         lines += ["## ONNX parity", "", *_parity_table(onnx)]
         lines += _compaction_lines(onnx.compaction)
         lines += _batch_1_lines(onnx.int8)
+    if quantization not in ("?", "none"):
+        lines += [
+            "To deploy int8, use `model-int8.onnx` (runs in ONNX Runtime alone). The PyTorch "
+            "int8 archive (`model-int8.tar.gz`) needs Scalpel's code to load "
+            "(`worker.compression.load_int8_state_dict`, as its `quantization.json` says).",
+            "",
+        ]
     lines += _teacher_cache_lines(report.teacher_cache)
     lines += ["## Wall time per stage", ""]
     stages = report.stage_seconds

@@ -33,6 +33,19 @@ def test_job_artifacts_list(client: TestClient, artifact: Artifact) -> None:
     assert client.get(f"/v1/jobs/{uuid.uuid4()}/artifacts").status_code == 404
 
 
+def test_the_listing_says_which_int8_artifact_to_deploy(
+    client: TestClient, db_session: Session, api_key: IssuedKey
+) -> None:
+    job = make_job(db_session, api_key.tenant_id)
+    for kind in ("model_int8", "model_int8_onnx", "report"):
+        make_artifact(db_session, job, kind.encode() + DATA, kind=kind)
+    items = {a["kind"]: a for a in client.get(f"/v1/jobs/{job.id}/artifacts").json()["items"]}
+    assert "needs Scalpel's code to load" in items["model_int8"]["note"]
+    assert not items["model_int8"]["recommended"]
+    assert items["model_int8_onnx"]["recommended"]
+    assert items["report"]["note"] is None and not items["report"]["recommended"]
+
+
 def test_download_with_digest_headers(client: TestClient, artifact: Artifact) -> None:
     r = client.get(f"/v1/artifacts/{artifact.id}")
     assert r.status_code == 200

@@ -45,6 +45,14 @@ def test_markdown_of_a_current_report() -> None:
     assert "keep 48 of 64 feed-forward neurons (per layer: 48)" in md
     assert "| compressed int8 | ONNX Runtime int8 | 75.00% | 70.00% |" in md
     assert "| 2 | 52.50% | 80.00% |" in md and "| 4 | 60.00% | n/a |" in md
+    # an int8 job says which int8 file to deploy and what the PyTorch one needs
+    assert "To deploy int8, use `model-int8.onnx`" in md and "needs Scalpel's code" in md
+
+
+def test_markdown_of_a_job_without_int8_names_no_int8_file() -> None:
+    body = report_json()
+    body["spec"]["quantization"] = {"method": "none"}
+    assert "model-int8.onnx" not in render_markdown(Report.model_validate(body))
 
 
 def test_report_files_of_a_structured_report(tmp_path: Path) -> None:
