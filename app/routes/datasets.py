@@ -29,23 +29,33 @@ def upload_dataset(
         File(
             description="UTF-8. A .csv, .tsv or .jsonl table (sequence_classification, "
             "regression); a .conll/.txt CoNLL file or tagged .jsonl (token_classification); "
-            "a SQuAD .json or .jsonl file (question_answering)."
+            "a SQuAD .json or .jsonl file (question_answering).",
+            examples=["sst2-train.csv"],
         ),
     ],
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     caller: CallerDep,
-    task: Annotated[TaskName, Form(description="The task the data set serves.")] = DEFAULT_TASK,
+    task: Annotated[
+        TaskName,
+        Form(description="The task the data set serves.", examples=["sequence_classification"]),
+    ] = DEFAULT_TASK,
     name: Annotated[
         str | None,
         Form(
             max_length=255,
             description="The data set's name (default: the file name, less its extension).",
+            examples=["sst2-train"],
         ),
     ] = None,
     text_columns: Annotated[
-        str | None, Form(max_length=512, description="Comma separated; one or two columns.")
+        str | None,
+        Form(
+            max_length=512,
+            description="Comma separated; one or two columns.",
+            examples=["sentence", "sentence1,sentence2"],
+        ),
     ] = None,
     label_column: Annotated[
         str | None,
@@ -53,6 +63,7 @@ def upload_dataset(
             max_length=255,
             description="The label column; regression: the score column "
             "(default `score`, else `label`).",
+            examples=["label"],
         ),
     ] = None,
     tag_column: Annotated[
@@ -61,15 +72,22 @@ def upload_dataset(
             max_length=255,
             description="token_classification: the JSONL tags field "
             "(`tags`) or the CoNLL tag column's 1-based number (the last).",
+            examples=["tags", "4"],
         ),
     ] = None,
     tag_scheme: Annotated[
         SchemeField | None,
-        Form(description="token_classification: IOB1, IOB2 or auto (detected; the default)."),
+        Form(
+            description="token_classification: IOB1, IOB2 or auto (detected; the default).",
+            examples=["IOB2"],
+        ),
     ] = None,
     format: Annotated[
         Literal["csv", "tsv", "jsonl", "conll", "squad"] | None,
-        Form(description="The file's format, one of its task's (default: its file name's suffix)."),
+        Form(
+            description="The file's format, one of its task's (default: its file name's suffix).",
+            examples=["csv"],
+        ),
     ] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:

@@ -25,7 +25,8 @@ def upload_model(
         UploadFile,
         File(
             description="An HF model folder (save_pretrained) as .zip or .tar.gz, of a family "
-            f"in the architecture table: {SUPPORTED}; any other is 422 unsupported_architecture."
+            f"in the architecture table: {SUPPORTED}; any other is 422 unsupported_architecture.",
+            examples=["minilm-l6.tar.gz"],
         ),
     ],
     request: Request,
@@ -37,6 +38,7 @@ def upload_model(
         Form(
             max_length=255,
             description="The model's name (default: the file name, less its extension).",
+            examples=["minilm-l6"],
         ),
     ] = None,
     idempotency_key: IdempotencyKeyHeader = None,

@@ -157,19 +157,28 @@ class MemoryTerm(BaseModel):
         examples=["the student's weights, gradients and AdamW state"],
     )
     bytes: int = Field(description="Its estimated size, in bytes.", examples=[363438080])
-    field: str = Field(description="The spec field that shrinks it.")
+    field: str = Field(description="The spec field that shrinks it.", examples=["model"])
 
 
 class MemoryEstimate(BaseModel):
     """The job's estimated peak memory (app.services.job_estimate) and the budget it was
     checked against."""
 
-    peak_bytes: int = Field(description="The peak phase's terms, times overhead_factor.")
-    phase: str = Field(description="The phase of the job with the largest peak.")
+    peak_bytes: int = Field(
+        description="The peak phase's terms, times overhead_factor.", examples=[5976353922]
+    )
+    phase: str = Field(
+        description="The phase of the job with the largest peak.",
+        examples=["oBERT pruning step", "recovery"],
+    )
     terms: list[MemoryTerm] = Field(description="What the peak phase holds.")
-    overhead_factor: float = Field(description="Allocator fragmentation and what is left out.")
-    budget_bytes: int = Field(description="The worker's memory budget.")
-    budget_setting: str = Field(description="The setting the budget comes from.")
+    overhead_factor: float = Field(
+        description="Allocator fragmentation and what is left out.", examples=[1.15]
+    )
+    budget_bytes: int = Field(description="The worker's memory budget.", examples=[8589934592])
+    budget_setting: str = Field(
+        description="The setting the budget comes from.", examples=["WORKER_MEMORY_BUDGET_BYTES"]
+    )
 
 
 class TimeStep(BaseModel):
@@ -179,8 +188,13 @@ class TimeStep(BaseModel):
         examples=["export"],
     )
     seconds: float = Field(description="Its estimated seconds.", examples=[42.5])
-    flops: float | None = Field(description="Its counted floating-point operations, if any.")
-    source: str = Field(description="Where its seconds come from (settings, constants).")
+    flops: float | None = Field(
+        description="Its counted floating-point operations, if any.", examples=[4.874e13, None]
+    )
+    source: str = Field(
+        description="Where its seconds come from (settings, constants).",
+        examples=["4.87e+13 FLOP at ESTIMATE_TRAIN_FLOPS_PER_S (4.3e+10 FLOP/s)"],
+    )
 
 
 class TimeEstimate(BaseModel):
@@ -195,10 +209,18 @@ class TimeEstimate(BaseModel):
         description="The training throughput assumed, in floating-point operations a second.",
         examples=[4.3e10],
     )
-    flops_per_s_setting: str = Field(description="The setting the throughput comes from.")
+    flops_per_s_setting: str = Field(
+        description="The setting the throughput comes from.",
+        examples=["ESTIMATE_TRAIN_FLOPS_PER_S"],
+    )
     limit_s: int = Field(description="The per-job time limit, in seconds.", examples=[43200])
-    limit_setting: str = Field(description="The setting the limit comes from.")
-    field: str = Field(description="The spec field that shortens the job most.")
+    limit_setting: str = Field(
+        description="The setting the limit comes from.", examples=["JOB_TIME_LIMIT_S"]
+    )
+    field: str = Field(
+        description="The spec field that shortens the job most.",
+        examples=["training.recovery_epochs"],
+    )
 
 
 class JobDryRun(BaseModel):

@@ -87,23 +87,35 @@ class WebhookRunningData(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    job_id: uuid.UUID = Field(description="The job's id.")
-    status: Literal["running"] = Field(description="Always running.")
-    attempt: int = Field(description="1 for the first start; a retried job starts again.")
-    started_at: UtcDateTime = Field(description="When the worker started it, this attempt.")
+    job_id: uuid.UUID = Field(
+        description="The job's id.", examples=["0b7d3f8e-2a1c-4d5e-9f60-1a2b3c4d5e6f"]
+    )
+    status: Literal["running"] = Field(description="Always running.", examples=["running"])
+    attempt: int = Field(
+        description="1 for the first start; a retried job starts again.", examples=[1]
+    )
+    started_at: UtcDateTime = Field(
+        description="When the worker started it, this attempt.",
+        examples=["2026-01-02T03:04:05.678Z"],
+    )
 
 
 class WebhookRunningEvent(BaseModel):
     """`job.running`: sent when a worker starts the job (on request: `webhook_events`)."""
 
-    type: Literal["job.running"] = Field(description="job.running.")
-    timestamp: UtcDateTime = Field(description="When the event was recorded.")
+    type: Literal["job.running"] = Field(description="job.running.", examples=["job.running"])
+    timestamp: UtcDateTime = Field(
+        description="When the event was recorded.", examples=["2026-01-02T03:04:05.678Z"]
+    )
     data: WebhookRunningData = Field(description="The job started.")
 
 
 class WebhookPrimaryMetric(BaseModel):
-    name: str = Field(description="The task's primary metric: accuracy, f1, pearson, ...")
-    value: float = Field(description="Its value on the dev examples scored.")
+    name: str = Field(
+        description="The task's primary metric: accuracy, f1, pearson, ...",
+        examples=["accuracy"],
+    )
+    value: float = Field(description="Its value on the dev examples scored.", examples=[0.8532])
 
 
 class WebhookPruningStepData(BaseModel):
@@ -111,16 +123,27 @@ class WebhookPruningStepData(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    job_id: uuid.UUID = Field(description="The job's id.")
-    status: Literal["running"] = Field(description="Always running.")
-    index: int = Field(description="The pruning step's number in the job: 1, 2, 3, ...")
-    step: int = Field(description="The training step it was taken at (0: before training).")
-    stage: str | None = Field(description="The stage it was taken in: prune or recover.")
-    sparsity: float | None = Field(description="The pruned fraction of the prunable weights.")
+    job_id: uuid.UUID = Field(
+        description="The job's id.", examples=["0b7d3f8e-2a1c-4d5e-9f60-1a2b3c4d5e6f"]
+    )
+    status: Literal["running"] = Field(description="Always running.", examples=["running"])
+    index: int = Field(
+        description="The pruning step's number in the job: 1, 2, 3, ...", examples=[3]
+    )
+    step: int = Field(
+        description="The training step it was taken at (0: before training).", examples=[500]
+    )
+    stage: str | None = Field(
+        description="The stage it was taken in: prune or recover.", examples=["recover"]
+    )
+    sparsity: float | None = Field(
+        description="The pruned fraction of the prunable weights.", examples=[0.8]
+    )
     speedup: float | None = Field(
         default=None,
         description="Structured pruning: the measured speedup of the step's plan over the "
         "dense model (its compacted ONNX graph, on the worker); None for the other methods.",
+        examples=[1.8, None],
     )
     primary_metric: WebhookPrimaryMetric | None = Field(
         default=None,
@@ -131,6 +154,10 @@ class WebhookPruningStepData(BaseModel):
 class WebhookPruningStepEvent(BaseModel):
     """`job.pruning_step`: sent after each pruning step (on request: `webhook_events`)."""
 
-    type: Literal["job.pruning_step"] = Field(description="job.pruning_step.")
-    timestamp: UtcDateTime = Field(description="When the event was recorded.")
+    type: Literal["job.pruning_step"] = Field(
+        description="job.pruning_step.", examples=["job.pruning_step"]
+    )
+    timestamp: UtcDateTime = Field(
+        description="When the event was recorded.", examples=["2026-01-02T03:04:05.678Z"]
+    )
     data: WebhookPruningStepData = Field(description="The pruning step.")
