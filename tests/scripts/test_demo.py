@@ -106,7 +106,7 @@ def _artifact(kind: str, filename: str, size: int) -> Artifact:
     return {
         "id": kind, "job_id": "j", "kind": kind, "filename": filename, "media_type": "x",
         "size_bytes": size, "sha256": "ab" * 32, "created_at": "", "download_url": "",
-        "expired_at": None,
+        "note": None, "recommended": kind in ("model_onnx", "model_int8_onnx"), "expired_at": None,
     }  # fmt: skip
 
 
