@@ -129,36 +129,32 @@ def _in_use(kind: str, upload_id: uuid.UUID, jobs: Sequence[Job]) -> Conflict:
 
 
 def delete_model(session: Session, settings: Settings, raw_id: str, caller: Caller) -> None:
-    model_id = jobs_service.parse_id(raw_id)
-    model = (
-        uploads_repo.get_model(session, model_id, tenant_id=caller.scope, lock="update")
-        if model_id
-        else None
-    )
-    if model is None:
-        raise NotFound(f"no model {raw_id!r}", code="model_not_found")
-    users = jobs_repo.active_using(session, model=str(model.id))
-    if users:
-        raise _in_use("model", model.id, users)
-    released = [Released(model.storage_key, model.created_at)]
-    idempotency_repo.forget_resource(session, model.tenant_id, model.id)
-    uploads_repo.delete_model(session, model.id)
-    _after_commit_release(session, settings, released, None)
+    _delete_upload(session, settings, raw_id, caller, "model")
 
 
 def delete_dataset(session: Session, settings: Settings, raw_id: str, caller: Caller) -> None:
-    dataset_id = jobs_service.parse_id(raw_id)
-    dataset = (
-        uploads_repo.get_dataset(session, dataset_id, tenant_id=caller.scope, lock="update")
-        if dataset_id
-        else None
-    )
-    if dataset is None:
-        raise NotFound(f"no data set {raw_id!r}", code="dataset_not_found")
-    users = jobs_repo.active_using(session, dataset=str(dataset.id))
+    _delete_upload(session, settings, raw_id, caller, "data set")
+
+
+def _delete_upload(
+    session: Session, settings: Settings, raw_id: str, caller: Caller, kind: str
+) -> None:
+    """An uploaded model or data set (`kind`), refused while a queued or running job uses it;
+    its stored file goes after the commit."""
+    is_model = kind == "model"
+    get = uploads_repo.get_model if is_model else uploads_repo.get_dataset
+    upload_id = jobs_service.parse_id(raw_id)
+    upload = get(session, upload_id, tenant_id=caller.scope, lock="update") if upload_id else None
+    if upload is None:
+        raise NotFound(f"no {kind} {raw_id!r}", code=f"{kind.replace(' ', '')}_not_found")
+    key = str(upload.id)
+    if is_model:
+        users = jobs_repo.active_using(session, model=key)
+    else:
+        users = jobs_repo.active_using(session, dataset=key)
     if users:
-        raise _in_use("data set", dataset.id, users)
-    released = [Released(dataset.storage_key, dataset.created_at)]
-    idempotency_repo.forget_resource(session, dataset.tenant_id, dataset.id)
-    uploads_repo.delete_dataset(session, dataset.id)
+        raise _in_use(kind, upload.id, users)
+    released = [Released(upload.storage_key, upload.created_at)]
+    idempotency_repo.forget_resource(session, upload.tenant_id, upload.id)
+    (uploads_repo.delete_model if is_model else uploads_repo.delete_dataset)(session, upload.id)
     _after_commit_release(session, settings, released, None)
