@@ -82,8 +82,8 @@ class WebhookEvent(BaseModel):
     data: WebhookJobData = Field(description="The job the event is about.")
 
 
-class WebhookRunningData(BaseModel):
-    """The job a worker has just started; more keys may be added."""
+class _RunningJobData(BaseModel):
+    """What every event of a running job says of it; more keys may be added."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -91,6 +91,11 @@ class WebhookRunningData(BaseModel):
         description="The job's id.", examples=["0b7d3f8e-2a1c-4d5e-9f60-1a2b3c4d5e6f"]
     )
     status: Literal["running"] = Field(description="Always running.", examples=["running"])
+
+
+class WebhookRunningData(_RunningJobData):
+    """The job a worker has just started; more keys may be added."""
+
     attempt: int = Field(
         description="1 for the first start; a retried job starts again.", examples=[1]
     )
@@ -118,15 +123,9 @@ class WebhookPrimaryMetric(BaseModel):
     value: float = Field(description="Its value on the dev examples scored.", examples=[0.8532])
 
 
-class WebhookPruningStepData(BaseModel):
+class WebhookPruningStepData(_RunningJobData):
     """One pruning step of the running job; more keys may be added."""
 
-    model_config = ConfigDict(extra="allow")
-
-    job_id: uuid.UUID = Field(
-        description="The job's id.", examples=["0b7d3f8e-2a1c-4d5e-9f60-1a2b3c4d5e6f"]
-    )
-    status: Literal["running"] = Field(description="Always running.", examples=["running"])
     index: int = Field(
         description="The pruning step's number in the job: 1, 2, 3, ...", examples=[3]
     )
