@@ -11,18 +11,11 @@ import httpx
 import pytest
 
 from tests.e2e.test_redis_postgres import download, run_to_success, stack, tiny_job
+from tests.factories.onnx_files import onnx_parameters
 from tests.factories.tiny_bert import archive, write_tiny_bert
 
 pytestmark = pytest.mark.e2e
 __all__ = ["stack"]  # the fixture
-
-
-def onnx_parameters(path: Path) -> int:
-    import math
-
-    import onnx
-
-    return sum(math.prod(t.dims) for t in onnx.load(str(path)).graph.initializer)
 
 
 def test_a_structured_job_exports_a_smaller_graph_that_matches(

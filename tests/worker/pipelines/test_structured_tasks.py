@@ -14,6 +14,7 @@ import onnx
 import pytest
 
 from tests.factories.encoders import write_tiny_encoder
+from tests.factories.onnx_files import onnx_parameters
 from tests.factories.tiny_bert import write_squad_like
 from tests.worker.pipelines.test_compress import ctx_for, make_env, spec
 from tests.worker.pipelines.test_structured_stage import (
@@ -37,17 +38,6 @@ def _squad_env(tmp_path: Path) -> dict[str, Any]:
     env = make_env(tmp_path, model_dir=folder, n_train=32, n_dev=12)
     write_squad_like(env["settings"].data_dir, n_train=24, n_dev=8)
     return env
-
-
-def _initializer_elements(path: Path) -> int:
-    graph = onnx.load(str(path), load_external_data=False).graph
-    total = 0
-    for t in graph.initializer:
-        n = 1
-        for d in t.dims:
-            n *= d
-        total += n
-    return total
 
 
 def test_a_structured_question_answering_job_exports_its_spans_from_the_small_graph(
@@ -86,7 +76,7 @@ def test_a_structured_question_answering_job_exports_its_spans_from_the_small_gr
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     assert [o.name for o in graph.output] == ["start_logits", "end_logits"]
     removed = st["final"]["removed_parameters"]
-    assert _initializer_elements(onnx_path) == report["dense"]["parameters"] - removed
+    assert onnx_parameters(onnx_path) == report["dense"]["parameters"] - removed
     assert summary["parameters"] == report["compressed"]["parameters"]
     # the packaged model keeps exactly the reported heads and neurons, and reloads as QA
     model = packaged(env, tmp_path / "out")
