@@ -9,10 +9,13 @@ Every key written since the first structured reports (7ef8c49) is optional: a re
 resumed from a step checkpoint, of an earlier shape still loads. Those first reports had no
 latency model measurements (`measured_*_ms`, `block_scale`); the next ones (cebb9e3) had
 `measured_dense_ms` and `measured_student_ms` without `block_scale`; the closed-loop planning
-keys (`plan_*`, `measured_over_plan`) came after them.
+keys (`plan_*`, `measured_over_plan`) came after them, and `precision` (fp32 before it) after
+those.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -153,7 +156,9 @@ class StructuredSection(OpenSection):
     per_step: list[StructuredStep]
     final: StructuredFinal
     plan_measurement: PlanMeasurement | None = None
-    # the export's fp32 ONNX against the dense one at the table's batch, and over the predicted
+    precision: Literal["fp32", "int8"] = "fp32"  # the options' (absent from earlier reports)
+    # the export's file at `precision` against the dense fp32 one at the table's batch, and
+    # over the predicted
     measured_speedup: float | None = None
     measured_over_predicted: float | None = None
     # the last step's plan as measured when planning, and the export's measured over it

@@ -138,7 +138,8 @@ class StructuredSpec(SpecModel):
 
     target_speedup: float = Field(
         default=2.0, gt=1.0, le=20.0,
-        description="Dense latency / compressed latency, both measured in `runtime` (fp32) at "
+        description="Dense latency / compressed latency, both measured in `runtime` (the dense "
+        "fp32 file against the compressed file at `precision`) at "
         "latency_batch_size x dataset.max_length and the worker's threads. A target the "
         "model cannot reach (its fastest allocation is slower) fails the job.",
         examples=[2.0],
@@ -147,6 +148,13 @@ class StructuredSpec(SpecModel):
         default="onnxruntime-cpu",
         description="Where the latency table is measured.",
         examples=["onnxruntime-cpu"],
+    )
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="The exported file the target is measured on, against the dense fp32 "
+        "file either way: fp32 (model.onnx) or int8 (model-int8.onnx; each plan timed "
+        "quantized as the export quantizes it). int8 aims the compound with quantization.",
+        examples=["int8"],
     )
     steps: int = Field(
         default=3, ge=1, le=20,

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from app.recipes import deep_merge
+from app.schemas.job_spec import JobSpec
 from bench import recipe
 from bench import recipe_jobs as jobs
+from worker.pipelines.stages.plan import plan
 
 
 def test_deep_merge_merges_nested_objects_and_leaves_inputs_alone() -> None:
@@ -54,15 +56,38 @@ def test_default_budget_follows_each_recipes_recovery_epochs() -> None:
         "compound-3l-80-block4-int8": 1000,
         # the structured recipes recover as obert-80 (2 epochs), split between their steps
         "structured-1.5x": 1000, "structured-2x": 1000, "structured-3x": 1000,
-        "structured-4x": 1000, "structured-2x-int8": 1000,
+        "structured-4x": 1000, "structured-2x-int8": 1000, "structured-8x-int8": 1000,
+        "layers-3": 1000, "layers-2": 1000, "layers-1": 1000,
     }  # fmt: skip
     targets = {c: jobs.config_body(args, c, uuid.uuid4()).get("pruning", {}).get("structured")
-               for c in ("structured-1.5x", "structured-2x", "structured-4x")}  # fmt: skip
-    assert targets == {"structured-1.5x": {"target_speedup": 1.5}, "structured-2x": None,
-                       "structured-4x": {"target_speedup": 4.0}}  # fmt: skip
+               for c in ("structured-1.5x", "structured-2x", "structured-4x",
+                         "structured-8x-int8")}  # fmt: skip
+    assert targets == {
+        "structured-1.5x": {"target_speedup": 1.5}, "structured-2x": None,
+        "structured-4x": {"target_speedup": 4.0},
+        "structured-8x-int8": {"target_speedup": 8.0, "precision": "int8"},
+    }  # fmt: skip
+    compound = JobSpec.model_validate(jobs.config_body(args, "structured-8x-int8", uuid.uuid4()))
+    assert compound.quantization.method == "qat_int8"
+    assert compound.pruning.structured is not None
+    assert compound.pruning.structured.precision == "int8"
+    assert compound.pruning.structured.steps == 3
     fixed = recipe.parse_args(["--steps", "300"])
     assert fixed.dense_steps == 300
     assert jobs.config_body(fixed, "gmp-90", uuid.uuid4())["pruning"]["schedule"]["steps"] == 225
+
+
+def test_a_layer_baseline_drops_layers_prunes_nothing_and_is_a_valid_spec() -> None:
+    args = recipe.parse_args(["--steps", "400", "--override", '{"training": {"seed": 3}}'])
+    body = jobs.config_body(args, "layers-2", uuid.uuid4())
+    assert "recipe" not in body
+    assert body["layers"] == {"keep": 2} and body["pruning"] == {"method": "none"}
+    assert body["training"]["recovery_max_steps"] == 400
+    assert body["training"]["learning_rate"] == 1.5e-4 and body["training"]["seed"] == 3
+    spec = JobSpec.model_validate(body)
+    assert spec.distillation.enabled and spec.layers is not None and spec.layers.keep == 2
+    names = [n for n, _ in plan(spec, finetune=False, n_train=8000)]
+    assert "drop_layers" in names and "recover" in names and "prune" not in names
 
 
 def test_a_task_sets_its_data_set_options_and_the_task_in_every_body() -> None:

@@ -136,8 +136,9 @@ def plan_speedup(st: StructuredSection) -> float | None:
 
 def structured_speedups(st: StructuredSection, fmt: str = "{:.2f}x") -> str:
     """Method structured's speedups side by side: the latency model's prediction, the plan
-    measured when planning (left out where the report has none) and the exported fp32 ONNX
-    file measured against the dense one (n/a where the export measured none)."""
+    measured when planning (left out where the report has none) and the exported ONNX file at
+    the section's precision measured against the dense fp32 one (n/a where the export measured
+    none)."""
 
     def shown(v: float | None) -> str:
         return NA if v is None else fmt.format(v)
@@ -146,5 +147,6 @@ def structured_speedups(st: StructuredSection, fmt: str = "{:.2f}x") -> str:
     planned = plan_speedup(st)
     if planned is not None:
         parts.append(f"measured {shown(planned)} when planning")
-    parts.append(f"{shown(st.measured_speedup)} measured in the export")
+    where = "the export" if st.precision == "fp32" else f"the export's {st.precision} file"
+    parts.append(f"{shown(st.measured_speedup)} measured in {where}")
     return ", ".join(parts)

@@ -44,7 +44,14 @@ from torch import Tensor, nn
 
 from worker.pipelines.latency_table import LatencyKey
 from worker.pipelines.structured_calibrate import layer_structures
-from worker.pipelines.structured_plan import LatencyModel, cpu_copy, graph_turn, turns_seconds
+from worker.pipelines.structured_plan import (
+    FP32,
+    GraphPrecision,
+    LatencyModel,
+    cpu_copy,
+    graph_turn,
+    turns_seconds,
+)
 
 PLAN_ROUNDS = 4  # plans timed per step at most
 PLAN_TOLERANCE = 0.05  # a measured speedup within target * (1 +- this) ends the search
@@ -275,16 +282,19 @@ def minimal_copy(model: nn.Module) -> nn.Module:
 
 class GraphTimer:
     """A :data:`Timer` of plans of `model`: the plan's compacted copy against `reference`
-    (the full-width graph: the dense model), both exported to ONNX under `folder` and timed
-    at the key's shapes in the same alternating rounds; the reference exported once, each
-    plan's files removed once timed. ``timings`` holds each call's seconds."""
+    (the full-width graph: the dense model, fp32), both exported to ONNX under `folder` (the
+    plan at `precision`) and timed at the key's shapes in the same alternating rounds; the
+    reference exported once, each plan's files removed once timed. ``timings`` holds each
+    call's seconds."""
 
     def __init__(
         self, reference: nn.Module, model: nn.Module, tokenizer: Any, key: LatencyKey,
         outputs: Any, folder: Path, *, rounds: int = 7, runs: int = 3,
+        precision: GraphPrecision = FP32,
     ) -> None:  # fmt: skip
         self.reference, self.model, self.tokenizer, self.key = reference, model, tokenizer, key
         self.outputs, self.folder, self.rounds, self.runs = outputs, folder, rounds, runs
+        self.precision = precision
         self._turn: Any = None
         self.timings: list[dict[str, float]] = []
 
@@ -292,17 +302,17 @@ class GraphTimer:
         from worker.pipelines.compaction import compact_structures
 
         if self._turn is None:
-            self._turn = self._graph(self.reference, "reference")
+            self._turn = self._graph(self.reference, "reference", FP32)
         where = f"plan-{len(self.timings) + 1}"
         small, _ = compact_structures(shaped_copy(self.model, heads, neurons))
         try:
-            got = turns_seconds({"reference": self._turn, "plan": self._graph(small, where)},
-                                self.rounds)  # fmt: skip
+            plan = self._graph(small, where, self.precision)
+            got = turns_seconds({"reference": self._turn, "plan": plan}, self.rounds)
         finally:
             shutil.rmtree(self.folder / where, ignore_errors=True)
         self.timings.append(got)
         return got["reference"] / got["plan"]
 
-    def _graph(self, model: nn.Module, name: str) -> Any:
+    def _graph(self, model: nn.Module, name: str, precision: GraphPrecision) -> Any:
         return graph_turn(model, self.tokenizer, self.key, self.outputs, self.folder / name,
-                          self.runs)  # fmt: skip
+                          self.runs, precision)  # fmt: skip

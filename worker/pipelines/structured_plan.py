@@ -118,7 +118,13 @@ def latency_key(model: nn.Module, spec: JobSpec) -> LatencyKey:
         hidden=config.hidden, heads=config.heads, ffn=config.ffn, gated=arch.ffn.gated,
         activation=act, batch=options_of(spec).latency_batch_size,
         seq_len=spec.dataset.max_length, threads=torch.get_num_threads(),
+        precision=options_of(spec).precision,
     )  # fmt: skip
+
+
+def per_channel(spec: JobSpec) -> bool:
+    """Whether the export quantizes the int8 file per channel (a QAT model) or per tensor."""
+    return spec.quantization.method == "qat_int8"
 
 
 def kept_counts(
@@ -146,7 +152,7 @@ def unreachable(target: float, lm: LatencyModel) -> PipelineError:
     return PipelineError(
         f"pruning.structured.target_speedup {target:g} is out of reach: the best reachable "
         f"speedup of this model is {lm.best_speedup:.3g}x (every head and neuron removed; "
-        f"{key.runtime} fp32 at batch {key.batch} x {key.seq_len} tokens, {key.threads} "
+        f"{key.runtime} {key.precision} at batch {key.batch} x {key.seq_len} tokens, {key.threads} "
         "threads); lower pruning.structured.target_speedup",
         code="speedup_unreachable",
     )
@@ -208,16 +214,20 @@ def choose_from(
 
 
 def report_section(record: dict[str, Any], onnx: dict[str, Any] | None) -> dict[str, Any]:
-    """The report's `structured` section: the record; the measured speedup (the export's fp32
-    ONNX against the dense one, at the table's batch) over the latency model's prediction and
+    """The report's `structured` section: the record; the measured speedup (the export's file
+    at the table's precision against the dense fp32 one, at the table's batch) over the
+    latency model's prediction and
     over the speedup measured when planning (`plan_measured_speedup`, the last step's plan
     timed as a whole graph); and every planning round of every step (`plan_rounds`)."""
-    batch = record["latency_table"]["key"]["batch"]
-    measured = ((onnx or {}).get("fp32") or {}).get("speedup_vs_dense", {}).get(f"batch_{batch}")
+    key = record["latency_table"]["key"]
+    batch, precision = key["batch"], key.get("precision", "fp32")
+    block = (onnx or {}).get(precision) or {}
+    measured = block.get("speedup_vs_dense", {}).get(f"batch_{batch}")
     predicted = record["final"]["predicted_speedup"]
     planned = record["final"].get("plan_measured_speedup")
     return {
         **record,
+        "precision": precision,
         "measured_speedup": measured,
         "measured_over_predicted": measured / predicted if measured and predicted else None,
         "plan_measured_speedup": planned,
@@ -253,12 +263,31 @@ def cpu_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+@dataclass(frozen=True)
+class GraphPrecision:
+    """How a timed graph is exported: fp32, or int8 as the export quantizes it (per channel
+    for a QAT model, else per tensor)."""
+
+    int8: bool = False
+    per_channel: bool = False
+
+
+FP32 = GraphPrecision()
+
+
+def graph_precision(key: LatencyKey, spec: JobSpec) -> GraphPrecision:
+    """The precision the plans of `spec` are timed at (the table's key's)."""
+    return GraphPrecision(int8=key.precision == "int8", per_channel=per_channel(spec))
+
+
 def graph_turn(
-    model: nn.Module, tokenizer: Any, key: LatencyKey, outputs: Any, folder: Path, runs: int = 3
-) -> Any:
+    model: nn.Module, tokenizer: Any, key: LatencyKey, outputs: Any, folder: Path, runs: int = 3,
+    precision: GraphPrecision = FP32,
+) -> Any:  # fmt: skip
     """`model` exported to ``folder/model.onnx`` (a CPU copy when it is elsewhere, see
-    :func:`cpu_copy`; its train or eval mode left as it was) and its ONNX Runtime session's
-    turn of timed runs at the table's batch, length (full-length rows) and threads."""
+    :func:`cpu_copy`; its train or eval mode left as it was; int8: then quantized to
+    ``folder/model-int8.onnx``) and its ONNX Runtime session's turn of timed runs at the
+    table's batch, length (full-length rows) and threads."""
     from worker.pipelines import export as ex
     from worker.pipelines.measure import dummy_inputs
 
@@ -270,6 +299,9 @@ def graph_turn(
                               outputs=outputs)  # fmt: skip
     finally:
         model.train(training)
+    if precision.int8:
+        path = ex.quantize_onnx_int8(path, folder / "model-int8.onnx",
+                                     per_channel=precision.per_channel)  # fmt: skip
     session = ex.open_session(path, threads=key.threads)
     names = {i.name for i in session.get_inputs()}
     feed = {n: v.numpy() for n, v in dummy_inputs(tokenizer, key.batch, key.seq_len).items()
@@ -290,13 +322,15 @@ def turns_seconds(turns: dict[str, Any], rounds: int = 7) -> dict[str, float]:
 
 def measured_graphs_seconds(
     models: dict[str, nn.Module], tokenizer: Any, key: LatencyKey, outputs: Any, folder: Path,
-    *, rounds: int = 7, runs: int = 3,
+    *, rounds: int = 7, runs: int = 3, precisions: dict[str, GraphPrecision] | None = None,
 ) -> dict[str, float]:  # fmt: skip
-    """Whole models exported to ONNX and timed on this host at the table's batch, length and
-    threads (full-length rows), in the same alternating rounds so that drift lands on all of
-    them alike; the median of each, in seconds."""
+    """Whole models exported to ONNX (at `precisions`' entry, fp32 where it has none) and
+    timed on this host at the table's batch, length and threads (full-length rows), in the
+    same alternating rounds so that drift lands on all of them alike; the median of each, in
+    seconds."""
+    at = precisions or {}
     turns = {
-        name: graph_turn(model, tokenizer, key, outputs, folder / name, runs)
+        name: graph_turn(model, tokenizer, key, outputs, folder / name, runs, at.get(name, FP32))
         for name, model in models.items()
     }
     return turns_seconds(turns, rounds)

@@ -11,6 +11,7 @@ import itertools
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,13 @@ from worker.pipelines.structured_measure import (
     prior_points,
     shaped_copy,
 )
-from worker.pipelines.structured_plan import LatencyModel, choose_from, cpu_copy, report_section
+from worker.pipelines.structured_plan import (
+    GraphPrecision,
+    LatencyModel,
+    choose_from,
+    cpu_copy,
+    report_section,
+)
 
 LAYERS, HEADS, FFN = 4, 12, 128
 TOL = PLAN_TOLERANCE
@@ -223,6 +230,19 @@ def test_the_report_section_holds_every_round() -> None:
     old = {**record, "per_step": [{"step": 1}], "final": {"predicted_speedup": 2.1}}
     assert report_section(old, None)["plan_rounds"] == []  # a record from before planning
     assert report_section(old, None)["measured_over_plan"] is None
+    assert section["precision"] == "fp32"
+
+
+def test_an_int8_target_is_measured_on_the_int8_file() -> None:
+    table = LatencyTable(replace(KEY, precision="int8"), TABLE.attention, TABLE.ffn, TABLE.rest,
+                         rounds=1, iters=1)  # fmt: skip
+    record = {"latency_table": table.to_json(), "per_step": [],
+              "final": {"predicted_speedup": 8.0}}  # fmt: skip
+    onnx = {"fp32": {"speedup_vs_dense": {"batch_1": 3.1}},
+            "int8": {"speedup_vs_dense": {"batch_1": 7.6}}}  # fmt: skip
+    section = report_section(record, onnx)
+    assert section["precision"] == "int8" and section["measured_speedup"] == 7.6
+    assert section["measured_over_predicted"] == pytest.approx(7.6 / 8.0)
 
 
 def _zero_some(model: Any) -> None:
@@ -280,6 +300,41 @@ def test_the_graph_timer_exports_the_reference_once(
         "reference/model.onnx"
     ]  # plans' graphs removed once timed
     assert model.training  # its mode as it was
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_an_int8_graph_timer_times_the_plan_quantized_against_the_fp32_reference(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+
+    from worker.pipelines import export as ex
+    from worker.pipelines.export import CLASSIFIER_OUTPUTS
+
+    opened: dict[str, set[str]] = {}
+    open_session = ex.open_session
+
+    def recording(path: Path, **kw: Any) -> Any:
+        ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+        opened[Path(path).relative_to(tmp_path).as_posix()] = ops
+        return open_session(path, **kw)
+
+    monkeypatch.setattr(ex, "open_session", recording)
+    model = tiny_model.eval()
+    layers = layer_structures(model)
+    key = LatencyKey(
+        cpu="test", int8_instructions=None, hidden=layers[0].heads * layers[0].head_dim,
+        heads=layers[0].heads, ffn=layers[0].neurons, gated=False, activation="gelu",
+        batch=1, seq_len=16, threads=1, precision="int8",
+    )  # fmt: skip
+    timer = GraphTimer(model, model, tokenizer, key, CLASSIFIER_OUTPUTS, tmp_path, rounds=2,
+                       runs=2, precision=GraphPrecision(int8=True))  # fmt: skip
+    n = len(layers)
+    got = timer([1] * n, [1] * n)
+    assert math.isfinite(got) and got > 0
+    assert sorted(opened) == ["plan-1/model-int8.onnx", "reference/model.onnx"]
+    assert "MatMulInteger" in opened["plan-1/model-int8.onnx"]
+    assert "MatMulInteger" not in opened["reference/model.onnx"]
 
 
 class Tied(torch.nn.Module):

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import tarfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -374,3 +375,42 @@ def test_with_layers_dropped_the_dense_model_stays_the_reference(tmp_path: Path)
     assert model["dense_ms"] == pytest.approx(model["measured_dense_ms"])
     # the 1-layer student's graph is timed apart from the 2-layer dense one, and is faster
     assert model["measured_student_ms"] < model["measured_dense_ms"]
+
+
+@pytest.mark.parametrize("method", ["qat_int8", "none"])
+def test_an_int8_target_times_the_student_int8_against_the_dense_fp32_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    from types import SimpleNamespace
+
+    model = task_model("bert")
+    layers = len(layer_structures(model))
+    seen: dict[str, Any] = {}
+
+    def timed(graphs: Any, tok: Any, key: Any, outputs: Any, where: Any, *, precisions: Any) -> Any:
+        seen.update(graphs=graphs, key=key, precisions=precisions)
+        return {"dense": 0.04, "student": 0.02, "minimal": 0.004}
+
+    monkeypatch.setattr(structured, "measured_graphs_seconds", timed)
+    monkeypatch.setattr(
+        structured, "cached_latency_table",
+        lambda key, folder: linear_table(key, head=1e-4, neuron=1e-6, rest=1e-4),
+    )  # fmt: skip
+    loaded = SimpleNamespace(tokenizer=None, task=SimpleNamespace(outputs=()), spec=spec(
+        uuid.uuid4(), quantization={"method": method},
+        pruning={"method": "structured", "structured": {"precision": "int8"}},
+    ))  # fmt: skip
+    ctx = SimpleNamespace(settings=SimpleNamespace(work_dir=tmp_path), scratch=tmp_path)
+    dense = SimpleNamespace(model=model)
+    lm = structured.latency_model(loaded, dense, model, layers, ctx)  # type: ignore[arg-type]
+    at = structured_plan.GraphPrecision(int8=True, per_channel=method == "qat_int8")
+    assert seen["key"].precision == "int8"
+    assert seen["graphs"]["dense"] is model and set(seen["graphs"]) == {
+        "dense",
+        "student",
+        "minimal",
+    }
+    assert seen["precisions"] == {"student": at, "minimal": at}  # the dense graph stays fp32
+    assert (lm.measured_dense, lm.measured_student, lm.measured_minimal) == (0.04, 0.02, 0.004)
+    timer = structured.plan_timer(loaded, dense, model, layers, ctx)  # type: ignore[arg-type]
+    assert isinstance(timer, structured_measure.GraphTimer) and timer.precision == at

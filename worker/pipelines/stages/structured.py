@@ -74,6 +74,7 @@ from worker.pipelines.structured_plan import (
     LatencyModel,
     calibration_options,
     choose_from,
+    graph_precision,
     kept_counts,
     latency_key,
     measured_graphs_seconds,
@@ -156,7 +157,8 @@ def latency_model(
 ) -> LatencyModel:
     """The block table of this host (cached) and, timed here in the same alternating rounds at
     the table's shapes, the student's whole ONNX graph at full width and at one head and one
-    neuron a layer, and the dense model's when layers were dropped (the reference)."""
+    neuron a layer (at the table's precision), and the dense model's fp32 graph (the
+    reference) when layers were dropped or the student's graphs are int8."""
     key = latency_key(model, loaded.spec)
     table = cached_latency_table(key, ctx.settings.work_dir / "latency")
     outputs, where = loaded.task.outputs, ctx.scratch / "structured-latency"
@@ -167,8 +169,13 @@ def latency_model(
     dropped = len(layer_structures(reference)) != layers
     if dropped:
         graphs["dense"] = reference
-    got = measured_graphs_seconds(graphs, tok, key, outputs, where)
-    measured_dense = got["dense"] if dropped else got["student"]  # no layers dropped: the same
+    at = graph_precision(key, loaded.spec)
+    if at.int8:  # the reference is the dense fp32 graph, the student's are int8
+        graphs["dense"] = reference
+    precisions = {"student": at, "minimal": at}
+    got = measured_graphs_seconds(graphs, tok, key, outputs, where, precisions=precisions)
+    # no layers dropped and fp32: the student at full width is the dense graph
+    measured_dense = got["dense"] if "dense" in got else got["student"]
     measured_student, measured_minimal = got["student"], got["minimal"]
     return LatencyModel(table, layers, measured_dense, measured_student, measured_minimal)
 
@@ -181,7 +188,8 @@ def plan_timer(
     reference = dense.model if len(layer_structures(dense.model)) != layers else model
     key = latency_key(model, loaded.spec)
     return GraphTimer(reference, model, loaded.tokenizer, key, loaded.task.outputs,
-                      ctx.scratch / "structured-plan")  # fmt: skip
+                      ctx.scratch / "structured-plan",
+                      precision=graph_precision(key, loaded.spec))  # fmt: skip
 
 
 def _restored_model(record: dict[str, Any], layers: int) -> LatencyModel:
