@@ -177,6 +177,15 @@ class DistillationSpec(SpecModel):
         description="T: the softmax temperature of teacher and student outputs.",
         examples=[2.0],
     )  # fmt: skip
+    hidden_weight: float = Field(
+        default=0.0, ge=0.0, le=100.0,
+        description="Token-level distillation (ZipLM): this weight times the relative squared "
+        "error of the student's hidden state after each encoder layer to the teacher's (a "
+        "dropped-layer student's layer against the one it was kept from), over real tokens, "
+        "added to the loss; 0: outputs only. The teacher then runs on every batch (hidden "
+        "states are not cached).",
+        examples=[1.0],
+    )  # fmt: skip
 
 
 class QuantizationSpec(SpecModel):

@@ -101,6 +101,17 @@ class Teacher:
             outs = output_tensors(self.task, self.model(**model_inputs(batch)))
         return {k: v.detach() for k, v in outs.items()}
 
+    def with_hidden_states(
+        self, batch: Mapping[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
+        """The teacher's outputs and hidden states for the batch, from a forward pass (hidden
+        states are never cached: every layer's, for every token, would not fit)."""
+        self.stats.misses += 1
+        with torch.no_grad():
+            raw = self.model(**model_inputs(batch), output_hidden_states=True)
+        outs = output_tensors(self.task, raw)
+        return {k: v.detach() for k, v in outs.items()}, tuple(raw.hidden_states)
+
     def _store(
         self, indices: Sequence[int], outs: Mapping[str, torch.Tensor], mask: torch.Tensor
     ) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from worker.compression.distill import hidden_distillation_loss, layer_map
 from worker.pipelines.inference import task_batches
 from worker.pipelines.tasks.base import Task, model_inputs, output_tensors
 from worker.pipelines.teacher import Teacher
@@ -38,6 +39,36 @@ class TrainConfig:
 class DistillConfig:
     hardness: float = 1.0
     temperature: float = 2.0
+    hidden_weight: float = 0.0  # token-level distillation of hidden states (0: off)
+    kept_layers: tuple[int, ...] | None = None  # the teacher layer of each student layer
+
+
+def distill_config(spec: Any, kept_layers: Sequence[int] | None) -> DistillConfig | None:
+    """The spec's distillation (`spec.distillation`), None when it is off; `kept_layers`: the
+    teacher layers a dropped-layer student kept (None: none dropped)."""
+    d = spec.distillation
+    if not d.enabled:
+        return None
+    kept = None if kept_layers is None else tuple(int(k) for k in kept_layers)
+    return DistillConfig(d.hardness, d.temperature, d.hidden_weight, kept)
+
+
+def _distill_loss(
+    task: Task, model: nn.Module, teacher: Teacher, distill: DistillConfig,
+    indices: Sequence[int], batch: dict[str, torch.Tensor],
+) -> torch.Tensor:  # fmt: skip
+    """The task's distillation loss, plus the hidden states' token-level term when asked."""
+    soft = {"hardness": distill.hardness, "temperature": distill.temperature}
+    if distill.hidden_weight <= 0:
+        out = output_tensors(task, model(**model_inputs(batch)))
+        return task.distill_loss(out, teacher.outputs(indices, batch), batch, **soft)
+    raw = model(**model_inputs(batch), output_hidden_states=True)
+    t_out, t_hidden = teacher.with_hidden_states(batch)
+    student_hidden = raw.hidden_states
+    mapping = layer_map(len(student_hidden) - 1, len(t_hidden) - 1, distill.kept_layers)
+    loss = task.distill_loss(output_tensors(task, raw), t_out, batch, **soft)
+    token = hidden_distillation_loss(student_hidden, t_hidden, batch["attention_mask"], mapping)
+    return loss + distill.hidden_weight * token
 
 
 class TrainCallback(Protocol):
@@ -173,8 +204,8 @@ def train(
     task = task or default_task()
     if isinstance(teacher, nn.Module):
         teacher = Teacher(teacher, task, max_bytes=0)
-    if teacher is not None and distill is not None:
-        teacher.bind(tokenizer, examples, cfg.max_length, device)
+    if teacher is not None and distill is not None and distill.hidden_weight <= 0:
+        teacher.bind(tokenizer, examples, cfg.max_length, device)  # fill its cache
     total = total_steps(len(examples), cfg) if steps is None else steps
     start = progress.step if progress is not None else 0
     if start == 0:
@@ -204,17 +235,10 @@ def train(
                 break
             for cb in callbacks:
                 cb.on_step_begin(step, total)
-            out = output_tensors(task, model(**model_inputs(batch)))
             if teacher is not None and distill is not None:
-                loss = task.distill_loss(
-                    out,
-                    teacher.outputs(indices, batch),
-                    batch,
-                    hardness=distill.hardness,
-                    temperature=distill.temperature,
-                )
+                loss = _distill_loss(task, model, teacher, distill, indices, batch)
             else:
-                loss = task.loss(out, batch)
+                loss = task.loss(output_tensors(task, model(**model_inputs(batch))), batch)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             lr = float(optimizer.param_groups[0]["lr"])  # the rate this step uses

@@ -121,7 +121,8 @@ def test_gradual_kd_layers_int8(tmp_path: Path) -> None:
             "sparsity": 0.6,
             "schedule": {"kind": "gradual", "steps": 4, "pruning_steps": 2},
         },
-        distillation={"enabled": True, "hardness": 0.5, "temperature": 2.0},
+        # token-level distillation too: the 2-layer student held to teacher layers 0 and 2
+        distillation={"enabled": True, "hardness": 0.5, "temperature": 2.0, "hidden_weight": 0.5},
         quantization={"method": "dynamic_int8"},
     )
     summary = run_pipeline(s, ctx_for(env, tmp_path, rep))
@@ -144,6 +145,8 @@ def test_gradual_kd_layers_int8(tmp_path: Path) -> None:
     assert report["compressed"]["kept_layers"] == [0, 2]
     assert set(report["compressed"]["sparsity"]["per_encoder_layer"]) == {"0", "1"}
     assert [p["step"] for p in report["pruning"]["applied"]] == [2, 4]
+    cache = report["teacher_cache"]  # hidden states are not cached: the teacher ran every batch
+    assert cache["hit_batches"] == 0 and cache["teacher_batches"] == 6
     assert report["int8"]["file_size"]["raw_mb"] < report["compressed"]["file_size"]["raw_mb"]
     assert set(report["stage_seconds"]) == set(rep.stages)
     with tarfile.open(env["artifacts"]["model_int8"][0]) as t:

@@ -122,6 +122,59 @@ def test_distillation_training_runs(tiny_bert_dir: Any, tokenizer: Any) -> None:
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
 
 
+def _hidden_error(student: Any, teacher: Any, tokenizer: Any, items: list[Example]) -> float:
+    from worker.compression.distill import hidden_distillation_loss
+
+    batch = tokenizer([e.text for e in items], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        s = student(**batch, output_hidden_states=True).hidden_states
+        t = teacher(**batch, output_hidden_states=True).hidden_states
+    n = len(s) - 1
+    return float(hidden_distillation_loss(s, t, batch["attention_mask"], list(range(n))))
+
+
+def test_token_level_distillation_pulls_the_hidden_states_to_the_teachers(
+    tiny_bert_dir: Any, tokenizer: Any
+) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert_dir)).eval()
+    items, errors = examples(32), {}
+    for weight in (0.0, 5.0):
+        student = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert_dir))
+        with torch.no_grad():  # a student away from its teacher: its encoder perturbed
+            g = torch.Generator().manual_seed(1)
+            for name, p in student.named_parameters():
+                if "encoder" in name and name.endswith("dense.weight"):
+                    p.add_(2.0 * p.std() * torch.randn(p.shape, generator=g))
+        start = _hidden_error(student, teacher, tokenizer, items)
+        cfg = TrainConfig(max_steps=8, batch_size=8, learning_rate=3e-3, max_length=16)
+        dist = DistillConfig(1.0, 2.0, hidden_weight=weight)
+        res = train(student, tokenizer, items, cfg, CPU, teacher=teacher, distill=dist)
+        assert res.steps == 8 and math.isfinite(res.last_loss)
+        errors[weight] = _hidden_error(student, teacher, tokenizer, items)
+        assert start > 1e-3
+    assert errors[5.0] < 0.5 * errors[0.0]  # the token-level term closes the hidden gap
+
+
+def test_a_dropped_layer_student_is_distilled_against_the_layers_it_kept(
+    tiny_bert_dir: Any, tokenizer: Any
+) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from worker.pipelines.layers import drop_layers
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert_dir)).eval()
+    student, kept = drop_layers(teacher, 1)
+    cfg = TrainConfig(max_steps=2, batch_size=8, max_length=16)
+    dist = DistillConfig(1.0, 2.0, hidden_weight=1.0, kept_layers=tuple(kept))
+    assert train(student, tokenizer, examples(16), cfg, CPU, teacher=teacher, distill=dist).steps
+    with pytest.raises(ValueError, match="needs the kept layers"):
+        bad = DistillConfig(1.0, 2.0, hidden_weight=1.0)
+        train(drop_layers(teacher, 1)[0], tokenizer, examples(16), cfg, CPU, teacher=teacher,
+              distill=bad)  # fmt: skip
+
+
 def test_rewinding_schedule_restarts_at_each_pruning_step() -> None:
     f = rewinding_schedule(0, 100, [0, 25, 50, 75])
     assert [f(s) for s in (0, 12, 24)] == [1.0, (25 - 12) / 25, 1 / 25]

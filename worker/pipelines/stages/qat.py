@@ -23,7 +23,7 @@ from worker.pipelines.stages.load import Loaded
 from worker.pipelines.stages.plan import on_step, qat_steps, train_config
 from worker.pipelines.stages.quantize import Quantized
 from worker.pipelines.stages.recover import Recovered
-from worker.pipelines.train import DistillConfig, HoldMask, TrainCallback, train
+from worker.pipelines.train import HoldMask, TrainCallback, distill_config, train
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def stage_qat(loaded: Loaded, dense: Dense, rec: Recovered, ctx: PipelineContext
             on_step=on_step(ctx),
             steps=n_steps,
             teacher=dense.teacher if dist.enabled else None,
-            distill=DistillConfig(dist.hardness, dist.temperature) if dist.enabled else None,
+            distill=distill_config(spec, rec.kept_layers),
             telemetry=ctx.reporter.train_meter(),
         )
         steps[QAT] = res.steps

@@ -36,10 +36,10 @@ from worker.pipelines.stages.plan import (
 from worker.pipelines.stages.prune import Pruned, Pruner, after_prune
 from worker.pipelines.telemetry import StepSample
 from worker.pipelines.train import (
-    DistillConfig,
     HoldMask,
     TrainCallback,
     TrainProgress,
+    distill_config,
     steps_per_epoch,
     train,
 )
@@ -93,7 +93,7 @@ def stage_recover(
             on_step=on_step(ctx),
             steps=recovery_steps(spec, len(loaded.train_items)),
             teacher=dense.teacher if dist.enabled else None,
-            distill=DistillConfig(dist.hardness, dist.temperature) if dist.enabled else None,
+            distill=distill_config(spec, pruned.kept_layers),
             progress=progress,
             lr_restarts=lr_restarts,
             telemetry=ctx.reporter.train_meter(),
@@ -130,7 +130,7 @@ def recover_held(
         dataclasses.replace(train_config(spec, recovery=True), seed=seed), ctx.device,
         task=loaded.task, callbacks=[HoldMask(pruned.masks)], on_step=on_step, steps=steps,
         teacher=dense.teacher if dist.enabled else None,
-        distill=DistillConfig(dist.hardness, dist.temperature) if dist.enabled else None,
+        distill=distill_config(spec, pruned.kept_layers),
         telemetry=telemetry,
     )  # fmt: skip
 
