@@ -216,9 +216,9 @@ def choose_from(
 def report_section(record: dict[str, Any], onnx: dict[str, Any] | None) -> dict[str, Any]:
     """The report's `structured` section: the record; the measured speedup (the export's file
     at the table's precision against the dense fp32 one, at the table's batch) over the
-    latency model's prediction and
-    over the speedup measured when planning (`plan_measured_speedup`, the last step's plan
-    timed as a whole graph); and every planning round of every step (`plan_rounds`)."""
+    latency model's prediction and over the speedup measured when planning
+    (`plan_measured_speedup`, the last step's plan timed as a whole graph); and every planning
+    round of every step (`plan_rounds`)."""
     key = record["latency_table"]["key"]
     batch, precision = key["batch"], key.get("precision", "fp32")
     block = (onnx or {}).get(precision) or {}
