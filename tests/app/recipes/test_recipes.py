@@ -48,7 +48,7 @@ def test_each_recipe_validates_and_matches_its_name(name: str) -> None:
 @pytest.mark.parametrize("name", STRUCTURED)
 def test_each_structured_recipe_validates_and_matches_its_name(name: str) -> None:
     spec = JobSpec.model_validate({**BASE, "recipe": name})
-    assert spec.recipe == f"{name}@1"
+    assert spec.recipe == f"{name}@2"
     p = spec.pruning
     assert p.method == "structured" and p.structured is not None
     assert p.structured.target_speedup == (3.0 if "3x" in name else 2.0)
@@ -58,9 +58,14 @@ def test_each_structured_recipe_validates_and_matches_its_name(name: str) -> Non
     assert spec.distillation.temperature == 2.0
     assert spec.quantization.method == ("qat_int8" if name.endswith("int8") else "none")
     assert spec.layers is None
-    # obert-80's recovery
+    # obert-80's recovery length; version 2 at 1.5e-4, version 1 at obert-80's rate
     obert = JobSpec.model_validate({**BASE, "recipe": "obert-80"}).training
-    assert spec.training == obert
+    assert spec.training == obert.model_copy(update={"learning_rate": 1.5e-4})
+    first = JobSpec.model_validate({**BASE, "recipe": f"{name}@1"})
+    assert first.training == obert
+    assert first.model_dump(exclude={"recipe", "training"}) == spec.model_dump(
+        exclude={"recipe", "training"}
+    )
 
 
 def test_the_structured_compound_is_structured_2x_and_int8() -> None:
