@@ -144,7 +144,8 @@ def test_a_structured_job_is_accepted_and_stored_with_its_options(
     stored = r.json()["spec"]["pruning"]
     assert stored["method"] == "structured"
     assert stored["structured"] == {"target_speedup": 3.0, "runtime": "onnxruntime-cpu",
-                                    "steps": 2, "calibration_batches": 16, "damp": 0.01,
+                                    "precision": "fp32", "steps": 2,
+                                    "calibration_batches": 16, "damp": 0.01,
                                     "latency_batch_size": 1}  # fmt: skip
     job = db_session.get(Job, uuid.UUID(r.json()["id"]))
     assert job is not None and job.spec["pruning"] == stored

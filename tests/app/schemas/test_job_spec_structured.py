@@ -30,13 +30,14 @@ def test_the_defaults() -> None:
     got = spec({"method": "structured"}).pruning
     assert got.structured is None  # the worker reads None as StructuredSpec()
     d = StructuredSpec()
-    assert (d.target_speedup, d.runtime, d.steps, d.calibration_batches, d.damp,
-            d.latency_batch_size) == (2.0, "onnxruntime-cpu", 3, 16, 0.01, 1)  # fmt: skip
+    assert (d.target_speedup, d.runtime, d.precision, d.steps, d.calibration_batches, d.damp,
+            d.latency_batch_size) == (2.0, "onnxruntime-cpu", "fp32", 3, 16, 0.01, 1)  # fmt: skip
 
 
 def test_options_are_kept() -> None:
     options = {"target_speedup": 3.5, "steps": 1, "calibration_batches": 4, "damp": 0.1,
-               "latency_batch_size": 32, "runtime": "onnxruntime-cpu"}  # fmt: skip
+               "latency_batch_size": 32, "runtime": "onnxruntime-cpu",
+               "precision": "int8"}  # fmt: skip
     got = spec({"method": "structured", "structured": options}).pruning.structured
     assert got is not None and got.model_dump() == options
 
