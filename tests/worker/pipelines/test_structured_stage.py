@@ -360,11 +360,13 @@ def test_choices_never_exceed_what_a_layer_keeps() -> None:
 
 
 def test_with_layers_dropped_the_dense_model_stays_the_reference(tmp_path: Path) -> None:
+    # a target just above 1: on this tiny model (16 tokens) one layer less measured as little
+    # as 1.01x faster in a quiet full-suite run, so 1.05 was flaky; the test is the reference
     env = make_env(tmp_path, layers=2, n_train=16, n_dev=8)
     s = spec(
         env["model_id"], layers={"keep": 1},
         pruning={"method": "structured",
-                 "structured": {"calibration_batches": 2, "target_speedup": 1.05, "steps": 1}},
+                 "structured": {"calibration_batches": 2, "target_speedup": 1.001, "steps": 1}},
     )  # fmt: skip
     run_pipeline(s, ctx_for(env, tmp_path, MemoryReporter()))
     st = report_of(env)["structured"]
