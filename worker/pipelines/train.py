@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from app.schemas.job_spec import JobSpec
 from worker.compression.distill import hidden_distillation_loss, layer_map
 from worker.pipelines.inference import task_batches
 from worker.pipelines.tasks.base import Task, model_inputs, output_tensors
@@ -43,7 +44,7 @@ class DistillConfig:
     kept_layers: tuple[int, ...] | None = None  # the teacher layer of each student layer
 
 
-def distill_config(spec: Any, kept_layers: Sequence[int] | None) -> DistillConfig | None:
+def distill_config(spec: JobSpec, kept_layers: Sequence[int] | None) -> DistillConfig | None:
     """The spec's distillation (`spec.distillation`), None when it is off; `kept_layers`: the
     teacher layers a dropped-layer student kept (None: none dropped)."""
     d = spec.distillation

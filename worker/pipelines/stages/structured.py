@@ -166,12 +166,9 @@ def latency_model(
     small, _ = compact_structures(minimal_copy(model))
     graphs = {"student": model, "minimal": small}
     reference = dense.model  # before layer dropping (the student is then a smaller copy)
-    dropped = len(layer_structures(reference)) != layers
-    if dropped:
-        graphs["dense"] = reference
     at = graph_precision(key, loaded.spec)
-    if at.int8:  # the reference is the dense fp32 graph, the student's are int8
-        graphs["dense"] = reference
+    if len(layer_structures(reference)) != layers or at.int8:  # the student's graph is not it
+        graphs["dense"] = reference  # fp32, whatever the student's precision
     precisions = {"student": at, "minimal": at}
     got = measured_graphs_seconds(graphs, tok, key, outputs, where, precisions=precisions)
     # no layers dropped and fp32: the student at full width is the dense graph
