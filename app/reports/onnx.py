@@ -52,6 +52,7 @@ class OnnxSection(Section):
     exporter: str | None = None
     outputs: list[OnnxOutput] | None = None
     int8_method: str | None = None
+    int8_weight_bits: int | None = None  # 7 on an x86 CPU without VNNI or AMX, else 8
     providers: list[str] | None = None
     max_length: int | None = None
     min_fp32_agreement: float | None = None  # the export's parity gate

@@ -138,11 +138,20 @@ def export_onnx(
     return dest
 
 
-def quantize_onnx_int8(src: Path, dest: Path, *, per_channel: bool = False) -> Path:
+def quantize_onnx_int8(
+    src: Path, dest: Path, *, per_channel: bool = False, reduce_range: bool | None = None
+) -> Path:
     """Dynamic int8 quantization of the MatMul/Gemm weights of an fp32 ONNX model. With
     `per_channel` (QAT: weights already on a symmetric per-channel int8 grid), the scales ONNX
-    Runtime derives (max|w|/127 per channel) are the learned ones."""
+    Runtime derives (max|w|/127 per channel) are the learned ones. `reduce_range` (7-bit
+    weights; None: this host's host.int8_reduced_range, a CPU whose int8 kernels would
+    saturate at 8 bits) re-grids them at 63 levels a side instead."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from worker.pipelines.host import host_int8_reduced_range
+
+    if reduce_range is None:
+        reduce_range = host_int8_reduced_range()
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(
@@ -151,6 +160,7 @@ def quantize_onnx_int8(src: Path, dest: Path, *, per_channel: bool = False) -> P
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul", "Gemm"],
         per_channel=per_channel,
+        reduce_range=reduce_range,
     )
     log.info("quantized %s -> %s (%d bytes)", src.name, dest.name, dest.stat().st_size)
     return dest

@@ -28,6 +28,7 @@ from torch import nn
 from worker.pipelines import export as ex
 from worker.pipelines.compaction import compact_structures
 from worker.pipelines.errors import ExportFailed, ExportParityFailed, PipelineError
+from worker.pipelines.host import host_int8_reduced_range
 from worker.pipelines.inference import EvalSet, onnx_outputs, torch_outputs
 from worker.pipelines.measure import file_sizes_mb
 from worker.pipelines.tasks.base import Agreement, ItemOutputs
@@ -62,6 +63,7 @@ def _export_all(
     evalset: EvalSet,
     folder: Path,
     per_channel: bool = False,
+    reduce_range: bool = False,
 ) -> tuple[Path, Path, Path, dict[str, Any]]:
     tokenizer, max_length = evalset.tokenizer, evalset.spec.max_length
     outputs = evalset.task.outputs
@@ -70,7 +72,9 @@ def _export_all(
         fp32 = ex.export_onnx(
             small, tokenizer, folder / ONNX_FP32, max_length=max_length, outputs=outputs
         )
-        int8 = ex.quantize_onnx_int8(fp32, folder / ONNX_INT8, per_channel=per_channel)
+        int8 = ex.quantize_onnx_int8(
+            fp32, folder / ONNX_INT8, per_channel=per_channel, reduce_range=reduce_range
+        )
         dense_small, _ = compact_structures(dense)
         dense_path = ex.export_onnx(
             dense_small, tokenizer, folder / "dense" / DENSE_ONNX, max_length=max_length,
@@ -176,8 +180,9 @@ def run_export(
     compressed, dense = _cpu(compressed), _cpu(dense)
     step = progress or (lambda _f: None)
     cpu = torch.device("cpu")
+    reduced = host_int8_reduced_range()  # 7-bit weights where 8 would saturate
     fp32, int8, dense_path, compaction = _export_all(
-        compressed, dense, evalset, folder, qat_model is not None
+        compressed, dense, evalset, folder, qat_model is not None, reduced
     )
     step(0.2)
     ref_fp32 = torch_outputs(evalset, compressed, cpu)
@@ -222,6 +227,8 @@ def run_export(
             if qat_model is not None
             else "onnxruntime quantize_dynamic (QInt8 weights, MatMul/Gemm)"
         ),
+        # 7 on an x86 CPU without VNNI or AMX (host.int8_reduced_range), else 8
+        "int8_weight_bits": 7 if reduced else 8,
         "providers": ["CPUExecutionProvider"],
         "max_length": evalset.spec.max_length,
         "min_fp32_agreement": gate,

@@ -18,6 +18,7 @@ from worker.pipelines.data import Example
 from worker.pipelines.errors import ExportParityFailed
 from worker.pipelines.evaluate import evaluate
 from worker.pipelines.export_stage import run_export
+from worker.pipelines.host import host_int8_reduced_range
 from worker.pipelines.inference import EvalSet, onnx_outputs, torch_outputs
 from worker.pipelines.tasks.base import Agreement
 from worker.pipelines.tasks.classification import TASK as CLASSIFICATION
@@ -105,6 +106,31 @@ def test_export_parity_and_metrics_from_the_artifact(
         assert v["file_size"]["raw_mb"] > 0
     assert fp32["file_size"]["raw_mb"] == pytest.approx(out.fp32.stat().st_size / 2**20, rel=1e-3)
     assert int8["speedup_vs_dense"]["batch_1"] > 0 and "batch_32" in fp32["speedup_vs_dense"]
+    assert sec["int8_weight_bits"] == (7 if host_int8_reduced_range() else 8)
+    assert _weight_range(out.int8) <= (64 if sec["int8_weight_bits"] == 7 else 127)
+
+
+def _weight_range(path: Path) -> int:
+    """The largest |q| of the int8 file's quantized weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = [
+        numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8
+    ]
+    assert weights
+    return max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+
+
+@pytest.mark.parametrize(("reduce_range", "bound"), [(True, 64), (False, 127)])
+def test_int8_weights_are_7_bit_when_the_range_is_reduced(
+    tiny_model: Any, tokenizer: Any, tmp_path: Path, reduce_range: bool, bound: int
+) -> None:
+    fp32 = ex.export_onnx(tiny_model, tokenizer, tmp_path / "m.onnx", max_length=16)
+    int8 = ex.quantize_onnx_int8(fp32, tmp_path / "q.onnx", reduce_range=reduce_range)
+    got = _weight_range(int8)
+    assert got <= bound and (reduce_range or got > 64)  # 8-bit weights use the full grid
 
 
 def test_onnx_graph_has_dynamic_axes_and_inputs(

@@ -1,6 +1,8 @@
 from pathlib import Path
 
-from worker.pipelines.host import cpu_info, describe
+import pytest
+
+from worker.pipelines.host import cpu_info, describe, host_int8_reduced_range, int8_reduced_range
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -54,3 +56,30 @@ def test_an_unreadable_cpuinfo_still_names_the_machine(tmp_path: Path) -> None:
     path.write_text("processor\t: 0\nmodel name\t: Some VM\n", encoding="utf-8")  # no flags
     info = cpu_info(2, path)
     assert info["model"] == "Some VM" and info["int8_instructions"] is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "reduced"),
+    [
+        (["avx2"], True),  # vpmaddubsw: u8 x s8 pairs summed in int16 saturate at 8 bits
+        (["avx2", "avx512f", "avx512bw"], True),
+        (["avx2", "avx512f", "avx512bw", "avx512_vnni"], False),
+        (["avx2", "avx_vnni"], False),
+        (["avx2", "amx_int8"], False),
+        (["asimddp", "i8mm"], False),
+        ([], False),
+        (None, False),  # not known: ONNX Runtime's default
+    ],
+)
+def test_int8_weights_are_7_bit_only_where_the_cpu_would_saturate(
+    flags: list[str] | None, reduced: bool
+) -> None:
+    assert int8_reduced_range(flags) is reduced
+
+
+def test_the_host_decision_reads_cpuinfo(tmp_path: Path) -> None:
+    path = tmp_path / "cpuinfo"
+    path.write_text("model name\t: Intel Xeon\nflags\t: sse2 avx avx2 fma\n", encoding="utf-8")
+    assert host_int8_reduced_range(path) is True
+    path.write_text(CPUINFO, encoding="utf-8")
+    assert host_int8_reduced_range(path) is False
