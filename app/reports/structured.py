@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from app.reports.base import OpenSection
+from app.schemas.pruning_spec import LossNorm
 
 
 class LatencyKeyJson(OpenSection):
@@ -157,6 +158,7 @@ class StructuredSection(OpenSection):
     final: StructuredFinal
     plan_measurement: PlanMeasurement | None = None
     precision: Literal["fp32", "int8"] = "fp32"  # the options' (absent from earlier reports)
+    normalize_loss_by: LossNorm = "output"  # likewise
     # the export's file at `precision` against the dense fp32 one at the table's batch, and
     # over the predicted
     measured_speedup: float | None = None

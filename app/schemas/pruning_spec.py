@@ -132,6 +132,9 @@ class OBertSpec(SpecModel):
     )  # fmt: skip
 
 
+LossNorm = Literal["output", "stream"]  # StructuredSpec.normalize_loss_by
+
+
 class StructuredSpec(SpecModel):
     """Structured second-order pruning (ZipLM): attention heads, FFN neurons and whole modules
     removed from the matrices, as many per layer as a measured latency target allows."""
@@ -172,6 +175,15 @@ class StructuredSpec(SpecModel):
         description="Dampening of X^T X, relative to the mean of its diagonal.",
         examples=[0.01],
     )  # fmt: skip
+    normalize_loss_by: LossNorm = Field(
+        default="stream",
+        description="What each module's layer-wise loss is divided by so that the allocation "
+        "compares layers and modules: `output`, the energy of the dense projection's outputs "
+        "(a relative error of each module); `stream`, the energy of the hidden states "
+        "entering its layer (the residual stream the module writes into, so a module whose "
+        "output is small beside it costs little to remove).",
+        examples=["stream"],
+    )
     latency_batch_size: Literal[1, 32] = Field(
         default=1,
         description="The batch size the latency table is measured at: 1 or 32, the two the "

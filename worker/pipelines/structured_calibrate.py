@@ -163,7 +163,10 @@ class StructuredCalibration:
 
     ``heads[i]`` and ``neurons[i]`` are layer i's :class:`StructuredOBS`; biases are passed,
     so the kept columns' update also refits the bias. State is float64 on ``device`` (the
-    model's by default): two ``(in + 1)^2`` matrices per projection.
+    model's by default): two ``(in + 1)^2`` matrices per projection. ``stream_energy[i]`` is
+    the summed squared norm of the hidden states entering layer i over the same real tokens:
+    the residual stream both of its modules write into (exactly the attention's residual; the
+    FFN's is the stream after attention, of like scale), a common scale for their losses.
     """
 
     def __init__(
@@ -182,6 +185,7 @@ class StructuredCalibration:
             StructuredOBS(s.fc2.weight, 1, damp=damp, device=device, bias=s.fc2.bias)
             for s in self.layers
         ]
+        self.stream_energy = [0.0] * len(self.layers)
         self.batches = 0
         self.tokens = 0
         self._mask: Tensor | None = None
@@ -192,12 +196,27 @@ class StructuredCalibration:
 
         return hook
 
+    def _stream_hook(self, i: int) -> Callable[..., None]:
+        where = f"layer {i} input"
+
+        def hook(_: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            x = args[0] if args else kwargs.get("hidden_states")
+            if not isinstance(x, Tensor):
+                raise ModelInvalid(f"{where}: the layer is called without hidden states")
+            rows = real_rows(x, self._mask, where)
+            self.stream_energy[i] += float(rows.to(torch.float64).square().sum())
+
+        return hook
+
     def add_batch(self, batch: Mapping[str, Tensor]) -> None:
         """One no-grad eval forward of the model on a task batch (its model inputs), every
         projection's input accumulated over the real tokens (``attention_mask == 1``)."""
         inputs = model_inputs(batch)
         mask = inputs.get("attention_mask")
-        handles = []
+        handles = [
+            layer.register_forward_pre_hook(self._stream_hook(i), with_kwargs=True)
+            for i, layer in enumerate(layer_list(self.model)[2])
+        ]
         for s, h, n in zip(self.layers, self.heads, self.neurons, strict=True):
             handles.append(s.output.register_forward_pre_hook(self._hook(h, s.output_name)))
             handles.append(s.fc2.register_forward_pre_hook(self._hook(n, s.fc2_name)))

@@ -19,7 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from app.schemas.job_spec import JobSpec, StructuredSpec
+from app.schemas.pruning_spec import LossNorm
 from worker.compression.allocation import InfeasibleBudget, LayerOption, allocate, speedup_budget
+from worker.compression.structured import StructuredLevels
 from worker.pipelines.architecture import architecture_of, raw_config
 from worker.pipelines.errors import ModelInvalid, PipelineError
 from worker.pipelines.latency_table import LatencyKey, LatencyTable, ModelOptions, layer_options
@@ -177,20 +179,30 @@ def _priced(
 
 
 def choose(
-    cal: StructuredCalibration, lm: LatencyModel, target: float, now: tuple[list[int], list[int]]
-) -> tuple[tuple[int, ...], tuple[int, ...], float]:
+    cal: StructuredCalibration, lm: LatencyModel, target: float, now: tuple[list[int], list[int]],
+    by: LossNorm = StructuredSpec.model_fields["normalize_loss_by"].default,
+) -> tuple[tuple[int, ...], tuple[int, ...], float]:  # fmt: skip
     """The kept heads and neurons per layer (each at most what it keeps `now`) of least
     normalised loss whose predicted latency fits ``dense / target``, and that loss."""
-    return choose_from(calibration_options(cal, lm), lm, target, now)
+    return choose_from(calibration_options(cal, lm, by), lm, target, now)
 
 
-def calibration_options(cal: StructuredCalibration, lm: LatencyModel) -> ModelOptions:
+def normalised(levels: StructuredLevels, stream_energy: float, by: LossNorm) -> list[float]:
+    """A module's level losses divided as `by` says (StructuredSpec.normalize_loss_by): by
+    its dense output energy (``relative()``) or by its layer's input stream energy."""
+    if by == "stream" and stream_energy > 0:
+        return (levels.loss / stream_energy).tolist()
+    return levels.relative().tolist()
+
+
+def calibration_options(cal: StructuredCalibration, lm: LatencyModel, by: LossNorm) -> ModelOptions:
     """Every layer's kept counts with their normalised losses (the calibration's levels)."""
     levels = cal.levels()
+    streams = cal.stream_energy
     return layer_options(
         lm.table,
-        [lv.heads.relative().tolist() for lv in levels],
-        [lv.neurons.relative().tolist() for lv in levels],
+        [normalised(lv.heads, e, by) for lv, e in zip(levels, streams, strict=True)],
+        [normalised(lv.neurons, e, by) for lv, e in zip(levels, streams, strict=True)],
     )
 
 

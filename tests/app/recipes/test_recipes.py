@@ -47,7 +47,7 @@ def test_each_recipe_validates_and_matches_its_name(name: str) -> None:
 
 @pytest.mark.parametrize("name", STRUCTURED)
 def test_each_structured_recipe_validates_and_matches_its_name(name: str) -> None:
-    spec = JobSpec.model_validate({**BASE, "recipe": name})
+    spec = JobSpec.model_validate({**BASE, "recipe": f"{name}@2"})
     assert spec.recipe == f"{name}@2"
     p = spec.pruning
     assert p.method == "structured" and p.structured is not None
@@ -65,6 +65,22 @@ def test_each_structured_recipe_validates_and_matches_its_name(name: str) -> Non
     assert first.training == obert
     assert first.model_dump(exclude={"recipe", "training"}) == spec.model_dump(
         exclude={"recipe", "training"}
+    )
+    assert p.structured.normalize_loss_by == "output"  # as they were, before the option
+
+
+@pytest.mark.parametrize("name", STRUCTURED)
+def test_structured_version_3_compares_losses_against_the_stream_only(name: str) -> None:
+    v3 = JobSpec.model_validate({**BASE, "recipe": name})
+    v2 = JobSpec.model_validate({**BASE, "recipe": f"{name}@2"})
+    assert v3.recipe == f"{name}@3"
+    assert v3.pruning.structured is not None and v2.pruning.structured is not None
+    assert v3.pruning.structured.normalize_loss_by == "stream"
+    assert v3.model_dump(exclude={"recipe", "pruning"}) == v2.model_dump(
+        exclude={"recipe", "pruning"}
+    )
+    assert v3.pruning.structured.model_dump(exclude={"normalize_loss_by"}) == (
+        v2.pruning.structured.model_dump(exclude={"normalize_loss_by"})
     )
 
 

@@ -315,3 +315,24 @@ def test_real_rows_takes_masked_or_unpadded_inputs() -> None:
     torch.testing.assert_close(real_rows(unpadded, mask, "w"), unpadded)
     with pytest.raises(ValueError, match=r"attn\.Wo sees input of shape"):
         real_rows(torch.randn(5, 2), mask, "attn.Wo")
+
+
+@pytest.mark.parametrize("case", ["bert", "distilbert", "deberta-v2", "modernbert"])
+def test_stream_energy_is_each_layers_input_over_real_tokens(case: str) -> None:
+    model = model_of(case).eval()
+    pad = int(model.config.pad_token_id or 0)
+    data = [pad_more(b, 5, pad) for b in batches(model, 2)]
+    cal = StructuredCalibration(model)
+    for batch in data:
+        cal.add_batch(batch)
+    want = torch.zeros(len(cal.layers), dtype=torch.float64)
+    with torch.no_grad():
+        for batch in data:
+            states = model(**batch, output_hidden_states=True).hidden_states
+            real = batch["attention_mask"] == 1
+            for i in range(len(cal.layers)):  # hidden_states[i] enters layer i
+                want[i] += states[i][real].double().square().sum()
+    assert bool((want > 0).all())
+    torch.testing.assert_close(
+        torch.tensor(cal.stream_energy, dtype=torch.float64), want, rtol=1e-6, atol=0.0
+    )

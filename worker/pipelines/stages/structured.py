@@ -116,7 +116,7 @@ def prune_step(
     target = opts.target_speedup ** (k / opts.steps)
     cal = calibrate(loaded, model, k, ctx.device)
     now = kept_counts(cal.layers, state.masks)
-    options = calibration_options(cal, lm)
+    options = calibration_options(cal, lm, opts.normalize_loss_by)
     plan = measured_choice(
         lambda t: choose_from(options, lm, t, (now[0], now[1])), lm, target, timer, prior=prior
     )
