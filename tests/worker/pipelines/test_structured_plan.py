@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pytest
 import torch
 
+from app.schemas.pruning_spec import LossNorm
 from worker.compression.allocation import LayerOption, allocate
 from worker.compression.structured import StructuredLevels
 from worker.pipelines.structured_plan import normalised
@@ -35,7 +34,7 @@ def test_stream_lets_a_module_small_beside_the_stream_go_first() -> None:
     # against the stream the quiet one is the cheap one.
     loud, quiet = levels([50.0, 0.0], 50.0), levels([1.0, 0.0], 1.0)
 
-    def removed(by: Literal["output", "stream"]) -> list[int]:
+    def removed(by: LossNorm) -> list[int]:
         options = [
             [LayerOption(k, x, latency=float(k)) for k, x in enumerate(normalised(m, 100.0, by))]
             for m in (loud, quiet)
