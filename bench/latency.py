@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tarfile
@@ -193,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         name = str(line["recipe"]).split("@")[0]
-        (args.out / result_name("latency", name)).write_text(text + "\n", encoding="utf-8")
+        # the kept folder's name too: two jobs re-timed in one minute write two files
+        kept = re.sub(r"[^A-Za-z0-9._-]+", "_", args.keep.resolve().name)
+        (args.out / result_name("latency", name, kept)).write_text(text + "\n", encoding="utf-8")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from app.reports.base import OpenSection
-from app.schemas.pruning_spec import LossNorm
+from app.schemas.pruning_spec import LossNorm, TargetBand
 
 
 class LatencyKeyJson(OpenSection):
@@ -107,8 +107,9 @@ class StructuredStep(Kept):
     plan_measured_speedup: float | None = None  # the kept round's measured speedup
     plan_internal_target_speedup: float | None = None
     plan_round: int | None = None  # the kept round's number
-    plan_met: bool | None = None  # measured at least target * (1 - tolerance)
-    plan_stopped: str | None = None  # within_tolerance, repeated_plan or max_rounds
+    plan_met: bool | None = None  # measured at least the band's low end
+    plan_stopped: str | None = None  # within_tolerance (in the band), repeated_plan, max_rounds
+    plan_band: tuple[float, float] | None = None  # the accepted measured speedups (low, high)
     plan_rounds: list[PlanRoundJson] = Field(default_factory=list)
 
 
@@ -159,6 +160,7 @@ class StructuredSection(OpenSection):
     plan_measurement: PlanMeasurement | None = None
     precision: Literal["fp32", "int8"] = "fp32"  # the options' (absent from earlier reports)
     normalize_loss_by: LossNorm = "output"  # likewise
+    target_band: TargetBand = "around"  # likewise
     # the export's file at `precision` against the dense fp32 one at the table's batch, and
     # over the predicted
     measured_speedup: float | None = None

@@ -133,6 +133,8 @@ class OBertSpec(SpecModel):
 
 
 LossNorm = Literal["output", "stream"]  # StructuredSpec.normalize_loss_by
+TargetBand = Literal["around", "at_least"]  # StructuredSpec.target_band
+PLAN_TOLERANCE = 0.05  # the width of a step's band of accepted measured speedups, a fraction
 
 
 class StructuredSpec(SpecModel):
@@ -183,6 +185,16 @@ class StructuredSpec(SpecModel):
         "entering its layer (the residual stream the module writes into, so a module whose "
         "output is small beside it costs little to remove).",
         examples=["stream"],
+    )
+    target_band: TargetBand = Field(
+        default="at_least",
+        description="Which timed plans meet a step's target speedup t (each plan is built as "
+        f"a graph and timed): `at_least`, t to t * {1 + PLAN_TOLERANCE:g}, aimed at the middle "
+        "(the model is at least as fast as asked); `around`, within t * "
+        f"(1 +- {PLAN_TOLERANCE:g}), aimed at t (the structured recipes before version 4). "
+        "Of the plans in the band the least loss is kept, else the slowest faster one, else "
+        "the fastest.",
+        examples=["at_least"],
     )
     latency_batch_size: Literal[1, 32] = Field(
         default=1,

@@ -55,7 +55,7 @@ def test_retimes_the_kept_files_per_thread_count(tmp_path: Path) -> None:
     argv = ["--keep", str(keep), "--dense", str(dense_tar), "--threads", "1", "2"]
     argv += ["--runs", "4", "--rounds", "2", "--out", str(out)]
     assert latency.main(argv) == 0
-    (written,) = out.glob("latency-*-obert-80-*.json")
+    (written,) = out.glob("latency-*-obert-80-keep-*.json")  # named by the kept folder too
     line = json.loads(written.read_text(encoding="utf-8"))
     assert line["recipe"] == "obert-80@2" and line["max_length"] == 16
     assert line["job_accuracy"] == {"dense_fp32": 0.875, "fp32": 0.8125, "int8": 0.75}

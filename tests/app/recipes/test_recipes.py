@@ -67,11 +67,12 @@ def test_each_structured_recipe_validates_and_matches_its_name(name: str) -> Non
         exclude={"recipe", "training"}
     )
     assert p.structured.normalize_loss_by == "output"  # as they were, before the option
+    assert p.structured.target_band == "around"  # likewise
 
 
 @pytest.mark.parametrize("name", STRUCTURED)
 def test_structured_version_3_compares_losses_against_the_stream_only(name: str) -> None:
-    v3 = JobSpec.model_validate({**BASE, "recipe": name})
+    v3 = JobSpec.model_validate({**BASE, "recipe": f"{name}@3"})
     v2 = JobSpec.model_validate({**BASE, "recipe": f"{name}@2"})
     assert v3.recipe == f"{name}@3"
     assert v3.pruning.structured is not None and v2.pruning.structured is not None
@@ -81,6 +82,25 @@ def test_structured_version_3_compares_losses_against_the_stream_only(name: str)
     )
     assert v3.pruning.structured.model_dump(exclude={"normalize_loss_by"}) == (
         v2.pruning.structured.model_dump(exclude={"normalize_loss_by"})
+    )
+
+
+@pytest.mark.parametrize("name", STRUCTURED)
+def test_structured_version_4_keeps_plans_at_least_as_fast_as_the_target_only(
+    name: str,
+) -> None:
+    v4 = JobSpec.model_validate({**BASE, "recipe": name})
+    v3 = JobSpec.model_validate({**BASE, "recipe": f"{name}@3"})
+    assert v4.recipe == f"{name}@4"
+    assert v4.pruning.structured is not None and v3.pruning.structured is not None
+    assert (v4.pruning.structured.target_band, v3.pruning.structured.target_band) == (
+        "at_least", "around",
+    )  # fmt: skip
+    assert v4.model_dump(exclude={"recipe", "pruning"}) == v3.model_dump(
+        exclude={"recipe", "pruning"}
+    )
+    assert v4.pruning.structured.model_dump(exclude={"target_band"}) == (
+        v3.pruning.structured.model_dump(exclude={"target_band"})
     )
 
 

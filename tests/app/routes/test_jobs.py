@@ -146,7 +146,7 @@ def test_a_structured_job_is_accepted_and_stored_with_its_options(
     assert stored["structured"] == {"target_speedup": 3.0, "runtime": "onnxruntime-cpu",
                                     "precision": "fp32", "steps": 2,
                                     "calibration_batches": 16, "damp": 0.01,
-                                    "normalize_loss_by": "stream",
+                                    "normalize_loss_by": "stream", "target_band": "at_least",
                                     "latency_batch_size": 1}  # fmt: skip
     job = db_session.get(Job, uuid.UUID(r.json()["id"]))
     assert job is not None and job.spec["pruning"] == stored

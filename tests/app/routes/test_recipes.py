@@ -52,20 +52,23 @@ def test_the_structured_recipes_are_listed_with_their_options(client: TestClient
     items = {r["name"]: r for r in client.get("/v1/recipes").json()["items"]}
     for name, speedup in (("structured-2x", 2.0), ("structured-3x", 3.0),
                           ("structured-2x-int8", 2.0)):  # fmt: skip
-        one = items[name]  # the latest: version 3, losses against the stream, at 1.5e-4
-        assert one["ref"] == f"{name}@3" and "speedup" in one["description"]
+        one = items[name]  # the latest: version 4, at least the target, against the stream
+        assert one["ref"] == f"{name}@4" and "speedup" in one["description"]
         structured = {"target_speedup": speedup, "steps": 3}
         assert one["spec"]["pruning"] == {
             "method": "structured",
-            "structured": {**structured, "normalize_loss_by": "stream"},
+            "structured": {**structured, "normalize_loss_by": "stream", "target_band": "at_least"},
         }
         assert one["spec"]["training"]["learning_rate"] == 1.5e-4
-        assert client.get(f"/v1/recipes/{name}@3").json() == one
-        second = client.get(f"/v1/recipes/{name}@2").json()  # earlier ones stay for pinned jobs
+        assert client.get(f"/v1/recipes/{name}@4").json() == one
+        third = client.get(f"/v1/recipes/{name}@3").json()  # earlier ones stay for pinned jobs
+        assert third["spec"]["pruning"]["structured"] == {
+            **structured, "normalize_loss_by": "stream", "target_band": "around",
+        }  # fmt: skip
+        second = client.get(f"/v1/recipes/{name}@2").json()
         assert second["spec"]["pruning"]["structured"] == {
-            **structured,
-            "normalize_loss_by": "output",
-        }
+            **structured, "normalize_loss_by": "output", "target_band": "around",
+        }  # fmt: skip
         assert second["spec"]["training"]["learning_rate"] == 1.5e-4
         first = client.get(f"/v1/recipes/{name}@1").json()
         assert first["spec"]["training"]["learning_rate"] == 5e-5
@@ -79,7 +82,7 @@ def test_submit_with_a_structured_recipe_stores_it_pinned(client: TestClient) ->
     r = client.post("/v1/jobs", json={**BASE, "recipe": "structured-2x-int8", "pruning": pruning})
     assert r.status_code == 202, r.text
     stored = r.json()["spec"]
-    assert stored["recipe"] == "structured-2x-int8@3"
+    assert stored["recipe"] == "structured-2x-int8@4"
     assert stored["pruning"]["method"] == "structured"
     assert stored["pruning"]["structured"]["target_speedup"] == 2.5
     assert stored["pruning"]["structured"]["steps"] == 3

@@ -31,14 +31,14 @@ def test_the_defaults() -> None:
     assert got.structured is None  # the worker reads None as StructuredSpec()
     d = StructuredSpec()
     assert (d.target_speedup, d.runtime, d.precision, d.steps, d.calibration_batches, d.damp,
-            d.normalize_loss_by, d.latency_batch_size) == (
-        2.0, "onnxruntime-cpu", "fp32", 3, 16, 0.01, "stream", 1)  # fmt: skip
+            d.normalize_loss_by, d.target_band, d.latency_batch_size) == (
+        2.0, "onnxruntime-cpu", "fp32", 3, 16, 0.01, "stream", "at_least", 1)  # fmt: skip
 
 
 def test_options_are_kept() -> None:
     options = {"target_speedup": 3.5, "steps": 1, "calibration_batches": 4, "damp": 0.1,
                "latency_batch_size": 32, "runtime": "onnxruntime-cpu",
-               "normalize_loss_by": "output",
+               "normalize_loss_by": "output", "target_band": "around",
                "precision": "int8"}  # fmt: skip
     got = spec({"method": "structured", "structured": options}).pruning.structured
     assert got is not None and got.model_dump() == options
@@ -58,7 +58,8 @@ BOUNDS = [
     ("steps", 0), ("steps", 21), ("steps", 2.0), ("calibration_batches", 0),
     ("calibration_batches", 1025), ("damp", 0), ("damp", 1.5), ("latency_batch_size", 0),
     ("latency_batch_size", 8), ("latency_batch_size", 257), ("colour", "red"),
-    ("normalize_loss_by", "input"), ("normalize_loss_by", None),
+    ("normalize_loss_by", "input"), ("normalize_loss_by", None), ("target_band", "below"),
+    ("target_band", 0.05),
 ]  # fmt: skip
 
 

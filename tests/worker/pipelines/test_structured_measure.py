@@ -1,8 +1,9 @@
 """The measured plan of structured pruning (structured_measure): the search converges on a
 timer that is not linear in the kept widths, in either direction; it stops after its rounds
-and on a repeated plan; the round kept is never slower than the tolerance allows when a round
-that fast was timed; the report section holds the rounds; the shaped copy compacts to exactly
-the counts asked for; the graph timer exports the reference once."""
+and on a repeated plan; the round kept is never slower than its band allows when a round
+that fast was timed (at_least: never under the target); the report section holds the
+rounds; the shaped copy compacts to exactly the counts asked for; the graph timer exports the
+reference once."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from typing import Any
 import pytest
 import torch
 
+from app.schemas.pruning_spec import PLAN_TOLERANCE, TargetBand
 from tests.worker.pipelines.family_models import task_model
 from worker.pipelines.compaction import compact_structures
 from worker.pipelines.latency_table import BlockLatency, LatencyKey, LatencyTable, layer_options
 from worker.pipelines.structured_calibrate import layer_structures
 from worker.pipelines.structured_measure import (
     PLAN_ROUNDS,
-    PLAN_TOLERANCE,
+    Band,
     CalibrationMap,
     GraphTimer,
     PlanRound,
@@ -59,6 +61,7 @@ OPTIONS = layer_options(  # layers differ in how much their structures matter
     neuron_step=4,
 )
 FULL = ([HEADS] * LAYERS, [FFN] * LAYERS)
+RULES: tuple[TargetBand, ...] = ("at_least", "around")
 
 
 def solver(lm: LatencyModel) -> Any:
@@ -91,30 +94,36 @@ class Timer:
         return float(self.speedup(heads, neurons))
 
 
+@pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("target", [1.5, 2.0, 2.5])
-def test_the_search_converges_where_latency_is_concave_in_width(target: float) -> None:
+def test_the_search_converges_where_latency_is_concave_in_width(
+    target: float, rule: TargetBand
+) -> None:
     lm = anchored(concave)
     timer = Timer(lambda h, n: concave(*FULL) / concave(h, n))
-    plan = measured_choice(solver(lm), lm, target, timer)
+    plan = measured_choice(solver(lm), lm, target, timer, rule=rule)
+    band = Band.of(target, TOL, rule)
     first = plan.rounds[0]
-    assert first.internal_target == pytest.approx(target)  # the map starts as the line
-    assert first.measured_speedup < target * (1 - TOL)  # the line alone misses
+    assert first.internal_target == pytest.approx(band.aim)  # the map starts as the line
+    assert first.measured_speedup < band.low  # the line alone misses
     assert plan.stopped == "within_tolerance" and timer.calls == len(plan.rounds) <= PLAN_ROUNDS
-    assert abs(plan.plan.measured_speedup / target - 1) <= TOL and plan.met
-    assert plan.plan.internal_target > target  # aimed past the target to land on it
+    assert plan.plan.measured_speedup in band and plan.met
+    assert plan.plan.internal_target > band.aim  # aimed past the target to land on it
     assert plan.plan.measured_speedup == pytest.approx(
         concave(*FULL) / concave(plan.plan.heads, plan.plan.neurons)
     )
 
 
-def test_the_search_converges_where_the_line_is_too_slow() -> None:
+@pytest.mark.parametrize("rule", RULES)
+def test_the_search_converges_where_the_line_is_too_slow(rule: TargetBand) -> None:
     lm = LatencyModel(TABLE, LAYERS)  # unanchored: the first round rescales
     timer = Timer(lambda h, n: lm.speedup(h, n) ** 1.3)
-    plan = measured_choice(solver(lm), lm, 2.0, timer)
-    assert plan.rounds[0].measured_speedup > 2.0 * (1 + TOL)  # faster than asked: loss wasted
+    plan = measured_choice(solver(lm), lm, 2.0, timer, rule=rule)
+    band = Band.of(2.0, TOL, rule)
+    assert plan.rounds[0].measured_speedup > band.high  # faster than asked: loss wasted
     assert plan.stopped == "within_tolerance" and len(plan.rounds) > 1
-    assert abs(plan.plan.measured_speedup / 2.0 - 1) <= TOL
-    assert plan.plan.internal_target < 2.0 and plan.plan.loss < plan.rounds[0].loss
+    assert plan.plan.measured_speedup in band
+    assert plan.plan.internal_target < band.aim and plan.plan.loss < plan.rounds[0].loss
     for r in plan.rounds:  # the DP meets each internal target, as the latency model sees it
         assert r.predicted_speedup >= r.internal_target * (1 - 1e-9)
 
@@ -144,29 +153,44 @@ def _round(i: int, measured: float, loss: float) -> PlanRound:
     return PlanRound(i + 1, 2.0, (1,), (1,), loss, 1e-3, 2.0, measured)
 
 
-def test_the_round_kept_prefers_the_band_then_the_closest_above() -> None:
+def test_the_bands() -> None:
+    assert Band.of(2.0, 0.05, "at_least") == Band(2.0, 2.05, pytest.approx(2.1))
+    assert Band.of(2.0, 0.05, "around") == Band(1.9, 2.0, 2.1)
+    assert 2.0 in Band.of(2.0, 0.05, "at_least") and 1.99 not in Band.of(2.0, 0.05, "at_least")
+    assert 1.95 in Band.of(2.0, 0.05, "around") and 2.11 not in Band.of(2.0, 0.05, "around")
+    with pytest.raises(ValueError, match="tolerance"):
+        Band.of(2.0, 1.0, "at_least")
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_the_round_kept_prefers_the_band_then_the_closest_above(rule: TargetBand) -> None:
     def chosen(measured: list[float], losses: list[float]) -> int:
         rounds = [_round(i, m, x) for i, (m, x) in enumerate(zip(measured, losses, strict=True))]
-        return pick(rounds, 1.5, TOL)
+        return pick(rounds, Band.of(1.5, TOL, rule))
 
     # in the band: the least loss, however near the target
     assert chosen([1.45, 1.55, 1.9, 1.2], [3.0, 1.0, 9.0, 0.1]) == 1
-    assert chosen([1.45, 1.55], [1.0, 3.0]) == 0  # 1.45 >= 1.5 * 0.95
+    # 1.45 >= 1.5 * 0.95, in the band around 1.5; under 1.5, out of the band at least 1.5
+    assert chosen([1.45, 1.55], [1.0, 3.0]) == (0 if rule == "around" else 1)
     # none in the band: the least overshoot, never a slower one
     assert chosen([1.9, 1.7, 1.2], [5.0, 4.0, 0.1]) == 1
     # none fast enough: the fastest
     assert chosen([1.2, 1.3, 1.1], [0.1, 0.2, 0.3]) == 1
 
 
-def test_it_never_keeps_a_slow_plan_when_a_fast_one_was_timed() -> None:
+@pytest.mark.parametrize("rule", RULES)
+def test_it_never_keeps_a_slow_plan_when_a_fast_one_was_timed(rule: TargetBand) -> None:
     lm = LatencyModel(TABLE, LAYERS)
     rng = random.Random(0)
+    low = Band.of(2.0, TOL, rule).low
+    assert low == (2.0 if rule == "at_least" else 2.0 * (1 - TOL))
     for _ in range(20):
         values = iter([rng.uniform(1.0, 3.0) for _ in range(PLAN_ROUNDS)])
-        plan = measured_choice(solver(lm), lm, 2.0, Timer(lambda h, n, v=values: next(v)))
+        timer = Timer(lambda h, n, v=values: next(v))
+        plan = measured_choice(solver(lm), lm, 2.0, timer, rule=rule)
         measured = [r.measured_speedup for r in plan.rounds]
-        if any(m >= 2.0 * (1 - TOL) for m in measured):
-            assert plan.plan.measured_speedup >= 2.0 * (1 - TOL)
+        if any(m >= low for m in measured):
+            assert plan.plan.measured_speedup >= low
         else:
             assert plan.plan.measured_speedup == max(measured)
     # scripted: only the first round is fast enough, the later ones are too slow
@@ -196,9 +220,10 @@ def test_earlier_steps_points_start_the_next_step_nearer() -> None:
     assert len(prior) == len(first.rounds)
     cold = measured_choice(solver(lm), lm, 2.0, timer)
     warm = measured_choice(solver(lm), lm, 2.0, timer, prior=prior)
-    assert warm.rounds[0].internal_target > cold.rounds[0].internal_target == pytest.approx(2.0)
-    assert abs(warm.rounds[0].measured_speedup / 2.0 - 1) < abs(
-        cold.rounds[0].measured_speedup / 2.0 - 1
+    aim = Band.of(2.0, TOL, "at_least").aim  # the default rule's
+    assert warm.rounds[0].internal_target > cold.rounds[0].internal_target == pytest.approx(aim)
+    assert abs(warm.rounds[0].measured_speedup / aim - 1) < abs(
+        cold.rounds[0].measured_speedup / aim - 1
     )
 
 

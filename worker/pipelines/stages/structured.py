@@ -4,14 +4,14 @@ with recovery between them; it replaces `prune` and `recover` and closes the `co
 
 Step k of n aims at ``s_k = target_speedup ** (k / n)``, measured: calibrate the (already
 pruned) model on `calibration_batches` training batches, take every layer's head and neuron
-levels, offer each layer its kept counts up to what it keeps now (normalised losses,
-``StructuredLevels.relative()``; latencies from the latency model), allocate within
+levels, offer each layer its kept counts up to what it keeps now (losses normalised as
+`normalize_loss_by` says; latencies from the latency model), allocate within
 ``speedup_budget(dense, internal target)``, time the allocation's exact shapes against the
-dense graph and re-solve until the measured speedup is s_k (structured_measure: at most
-PLAN_ROUNDS rounds, within PLAN_TOLERANCE), apply the round kept (masks AND-ed with the held
-ones, so a structure removed stays removed), free the calibration, then recover (distilling as
-the spec says) for the step's share of the recovery budget with the masks held. Kept counts
-are read back from the masks, so they never grow.
+dense graph and re-solve until the measured speedup is in s_k's band (structured_measure: at
+most PLAN_ROUNDS rounds; `target_band`, PLAN_TOLERANCE wide), apply the round kept (masks
+AND-ed with the held ones, so a structure removed stays removed), free the calibration, then
+recover (distilling as the spec says) for the step's share of the recovery budget with the
+masks held. Kept counts are read back from the masks, so they never grow.
 
 Latency model (structured_plan.LatencyModel): the block table of this host (cached under
 ``<work_dir>/latency``) prices each layer's attention and FFN at their kept counts; the dense
@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from app.schemas.job_spec import JobSpec
+from app.schemas.pruning_spec import PLAN_TOLERANCE
 from worker.pipelines import pruning as pr
 from worker.pipelines.architecture import prunable_targets
 from worker.pipelines.checkpoint import rng_state
@@ -62,7 +63,6 @@ from worker.pipelines.structured_calibrate import (
 from worker.pipelines.structured_measure import (
     PLAN_METHOD,
     PLAN_ROUNDS,
-    PLAN_TOLERANCE,
     GraphTimer,
     Timer,
     measured_choice,
@@ -117,9 +117,11 @@ def prune_step(
     cal = calibrate(loaded, model, k, ctx.device)
     now = kept_counts(cal.layers, state.masks)
     options = calibration_options(cal, lm, opts.normalize_loss_by)
-    plan = measured_choice(
-        lambda t: choose_from(options, lm, t, (now[0], now[1])), lm, target, timer, prior=prior
-    )
+
+    def solve(t: float) -> tuple[tuple[int, ...], tuple[int, ...], float]:
+        return choose_from(options, lm, t, (now[0], now[1]))
+
+    plan = measured_choice(solve, lm, target, timer, prior=prior, rule=opts.target_band)
     heads, neurons, loss = plan.plan.heads, plan.plan.neurons, plan.plan.loss
     masks = apply_structure(model, cal, heads, neurons)
     cal.free()
